@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): auth, devices, conversations, history, HTTP send, media."""

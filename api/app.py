@@ -1,0 +1,61 @@
+"""The FastAPI application and its lifespan (database, broker connection, storage)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.deps import AppState
+from api.errors import install_error_handlers
+from api.media.storage import LocalDiskStorage
+from api.routes import auth, conversations, devices, media, messages
+from bridge.mqtt import AsyncMqtt, Endpoint
+from bridge.provisioning import Provisioner
+from core.config import Settings, get_settings
+from core.db import make_engine
+from core.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        setup_logging(settings.log_level, f"api-{settings.instance}")
+        engine = make_engine(settings.effective_database_url)
+        mqtt = AsyncMqtt(
+            Endpoint(settings.mqtt_host, settings.mqtt_tcp_port),
+            client_id=f"api-{settings.instance}",
+            username=settings.mqtt_admin_username,
+            password=settings.mqtt_admin_password,
+            # The API keeps no work in its session: it only publishes and asks.
+            clean_start=True,
+            session_expiry=0,
+        )
+        await mqtt.connect()
+        provisioner = Provisioner(mqtt)
+        await provisioner.start()
+        storage = LocalDiskStorage(settings.effective_media_dir)
+        app.state.chat = AppState(settings, engine, mqtt, provisioner, storage)
+        try:
+            yield
+        finally:
+            await provisioner.stop()
+            await mqtt.disconnect()
+            engine.dispose()
+
+    app = FastAPI(title="Marketplace chat API", version="1", lifespan=lifespan)
+    install_error_handlers(app)
+    for module in (auth, devices, conversations, messages, media):
+        app.include_router(module.router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

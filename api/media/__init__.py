@@ -1,0 +1,1 @@
+"""Media uploads: content probing and storage."""

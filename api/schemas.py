@@ -1,0 +1,128 @@
+"""HTTP request and response bodies. Requests refuse unknown fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from bridge.wire.base import Id, Text
+from bridge.wire.messaging import StoredMessage
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]{3,32}$")]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=128)]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value.strip()
+
+
+DisplayName = Annotated[Text, StringConstraints(max_length=100), AfterValidator(_not_blank)]
+Title = Annotated[Text, StringConstraints(max_length=200), AfterValidator(_not_blank)]
+
+
+class RegisterIn(Request):
+    username: Username
+    password: Password
+    display_name: DisplayName
+
+
+class LoginIn(Request):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=128)
+
+
+class SessionOut(BaseModel):
+    user_id: str
+    access_token: str
+
+
+class DeviceIn(Request):
+    platform: Literal["ios", "android", "web"]
+    push_token: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+
+
+class MqttCredentials(BaseModel):
+    ws_url: str
+    tcp_host: str
+    tcp_port: int
+    username: str
+    password: str
+    client_id: str
+
+
+class DeviceOut(BaseModel):
+    device_id: str
+    mqtt: MqttCredentials
+
+
+class ConversationIn(Request):
+    member_ids: Annotated[list[Id], Field(min_length=1, max_length=256)]
+    title: Title | None = None
+
+
+class ConversationOut(BaseModel):
+    conv_id: str
+    kind: str
+    member_ids: list[str]
+    title: str | None
+    created_at: str
+
+
+class ConversationSummary(BaseModel):
+    conv_id: str
+    kind: str
+    member_ids: list[str]
+    title: str | None
+    last_message: StoredMessage | None
+    unread_count: int
+    # Extensions: what a client needs to detect gaps and show its own progress.
+    last_seq: int
+    read_seq: int
+
+
+class ConversationList(BaseModel):
+    conversations: list[ConversationSummary]
+
+
+class MessageList(BaseModel):
+    messages: list[StoredMessage]
+
+
+class SyncIn(Request):
+    known: Annotated[dict[Id, Annotated[int, Field(ge=0)]], Field(max_length=10_000)] = {}
+    limit: Annotated[int, Field(ge=1, le=200)] = 100
+
+
+class SyncConversation(BaseModel):
+    conv_id: str
+    kind: str
+    member_ids: list[str]
+    title: str | None
+    last_seq: int
+    read_seq: int
+    messages: list[StoredMessage]
+    has_more: bool
+
+
+class SyncOut(BaseModel):
+    conversations: list[SyncConversation]
+
+
+class MediaOut(BaseModel):
+    media_id: str
+    mime: str
+    size: int
+    url: str
+    name: str
+    kind: str
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None

@@ -1,0 +1,125 @@
+"""Every topic string is built and parsed here, and nowhere else.
+
+Up-topics end with the publishing user's id: the broker's ACL only lets a user
+publish where that last level is its own id, so a parsed `user_id` is proven.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from core.ids import is_valid_id
+
+
+class UpKind(StrEnum):
+    MSG = "msg"
+    READ = "read"
+    TYPING = "typing"
+
+
+class CallAction(StrEnum):
+    INVITE = "invite"
+    ACCEPT = "accept"
+    DECLINE = "decline"
+    HANGUP = "hangup"
+
+
+# --- up-topics (clients publish) -------------------------------------------------
+
+
+def conv_up(conv_id: str, kind: UpKind, user_id: str) -> str:
+    return f"conv/{conv_id}/{kind.value}/{user_id}"
+
+
+def conv_up_filter(kind: UpKind) -> str:
+    return f"conv/+/{kind.value}/+"
+
+
+def call_up(call_id: str, action: CallAction, user_id: str) -> str:
+    return f"call/{call_id}/{action.value}/{user_id}"
+
+
+def call_up_any(user_id: str) -> str:
+    """Every call action by this user (an ACL pattern)."""
+    return f"call/+/+/{user_id}"
+
+
+def presence(user_id: str, device_id: str) -> str:
+    return f"presence/{user_id}/{device_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConvUp:
+    conv_id: str
+    kind: UpKind
+    user_id: str
+
+
+def parse_conv_up(topic: str) -> ConvUp | None:
+    """`conv/<conv_id>/<kind>/<user_id>` or None when it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "conv":
+        return None
+    try:
+        kind = UpKind(parts[2])
+    except ValueError:
+        return None
+    return ConvUp(conv_id=parts[1], kind=kind, user_id=parts[3])
+
+
+# --- down-topics (clients subscribe to user/<own id>/#) ---------------------------
+
+
+def user_root(user_id: str) -> str:
+    return f"user/{user_id}/#"
+
+
+def user_conv(user_id: str, conv_id: str, kind: UpKind) -> str:
+    return f"user/{user_id}/conv/{conv_id}/{kind.value}"
+
+
+def user_ack(user_id: str) -> str:
+    return f"user/{user_id}/ack"
+
+
+def user_call(user_id: str) -> str:
+    return f"user/{user_id}/call"
+
+
+def user_support(user_id: str) -> str:
+    return f"user/{user_id}/support"
+
+
+@dataclass(frozen=True, slots=True)
+class UserDown:
+    user_id: str
+    # ("conv", conv_id, kind) for conversation events, ("ack",), ("call",), ("support",)
+    path: tuple[str, ...]
+
+
+def parse_user_down(topic: str) -> UserDown | None:
+    parts = topic.split("/")
+    if len(parts) < 3 or parts[0] != "user":
+        return None
+    return UserDown(user_id=parts[1], path=tuple(parts[2:]))
+
+
+# --- services ---------------------------------------------------------------------
+
+
+DYNSEC_REQUEST = "$CONTROL/dynamic-security/v1"
+DYNSEC_RESPONSE = "$CONTROL/dynamic-security/v1/response"
+
+
+def service_status(name: str, instance: str) -> str:
+    return f"svc/{name}/{instance}/status"
+
+
+def shared(group: str, topic_filter: str) -> str:
+    """A shared subscription: the broker hands each message to one group member."""
+    return f"$share/{group}/{topic_filter}"
+
+
+def topic_ids_valid(*ids: str) -> bool:
+    return all(is_valid_id(i) for i in ids)

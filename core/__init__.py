@@ -1,0 +1,1 @@
+"""Shared foundations: settings, database, table models, ids and time formats."""

@@ -1,0 +1,79 @@
+"""One settings object per process, read from the environment (and `.env`).
+
+Every setting of every process lives here, so `.env.example` can document them
+in one place. Secrets have no usable default outside development: `Settings`
+refuses to start with a placeholder secret when `ENVIRONMENT=production`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_PLACEHOLDER = "change-me"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+
+    # Broker, as the services and the API reach it (plain TCP).
+    mqtt_host: str = "127.0.0.1"
+    mqtt_tcp_port: int = 1884
+    mqtt_ws_port: int = 9001
+    # What devices are told (they may reach the broker through a proxy).
+    public_mqtt_host: str = "127.0.0.1"
+    public_ws_url: str = ""
+    mqtt_service_username: str = "svc"
+    mqtt_service_password: str = DEV_PLACEHOLDER
+    mqtt_admin_username: str = "provisioner"
+    mqtt_admin_password: str = DEV_PLACEHOLDER
+    instance: str = "1"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    access_token_ttl_days: int = 30
+
+    # Media limits per kind, in bytes.
+    media_dir: Path | None = None
+    media_max_image_bytes: int = 10 * 1024 * 1024
+    media_max_audio_bytes: int = 20 * 1024 * 1024
+    media_max_file_bytes: int = 50 * 1024 * 1024
+
+    # Persistence service tuning.
+    store_batch_max: int = Field(default=256, ge=1)
+    redelivery_after_seconds: float = 3.0
+
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            for name in ("mqtt_service_password", "mqtt_admin_password"):
+                if getattr(self, name) == DEV_PLACEHOLDER:
+                    raise ValueError(f"{name.upper()} must be set in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'chat.db'}"
+
+    @property
+    def effective_media_dir(self) -> Path:
+        return self.media_dir or self.data_dir / "media"
+
+    @property
+    def effective_ws_url(self) -> str:
+        return self.public_ws_url or f"ws://{self.public_mqtt_host}:{self.mqtt_ws_port}/mqtt"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,102 @@
+"""Table models. The database is the source of truth; the broker only carries.
+
+Invariants kept here:
+- `Conversation.last_seq` is the highest `Message.seq` of that conversation;
+  seqs run 1..last_seq with no gap (allocated under the conversation's row lock).
+- (`conv_id`, `sender_id`, `client_msg_id`) is unique: a re-send is a duplicate.
+- `Message.delivered` is false until the broker acknowledged the copies to every
+  member; the persistence service re-delivers what stays false (outbox).
+- `Member.last_read_seq` never moves backwards and never passes `last_seq`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.timefmt import utcnow
+
+ID_LEN = 64
+
+
+class User(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    username: str = Field(unique=True, index=True, max_length=64)
+    password_hash: str = Field(max_length=255)
+    display_name: str = Field(max_length=100)
+    role: str = Field(default="user", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class AccessToken(SQLModel, table=True):
+    __tablename__ = "access_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(foreign_key="user.id", index=True, max_length=ID_LEN)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
+
+class Device(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    user_id: str = Field(foreign_key="user.id", index=True, max_length=ID_LEN)
+    platform: str = Field(max_length=16)
+    push_token: str | None = Field(default=None, max_length=255)
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None
+
+
+class Conversation(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    kind: str = Field(max_length=16)
+    title: str | None = Field(default=None, max_length=200)
+    # "<smaller user id>|<larger user id>" for direct conversations: one per pair.
+    direct_key: str | None = Field(default=None, unique=True, max_length=2 * ID_LEN + 1)
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seq: int = 0
+    last_message_at: datetime | None = Field(default=None, index=True)
+
+
+class Member(SQLModel, table=True):
+    conv_id: str = Field(foreign_key="conversation.id", primary_key=True, max_length=ID_LEN)
+    user_id: str = Field(foreign_key="user.id", primary_key=True, index=True, max_length=ID_LEN)
+    last_read_seq: int = 0
+    joined_at: datetime = Field(default_factory=utcnow)
+
+
+class Media(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    uploader_id: str = Field(foreign_key="user.id", index=True, max_length=ID_LEN)
+    kind: str = Field(max_length=16)
+    mime: str = Field(max_length=100)
+    size: int
+    name: str = Field(max_length=255)
+    storage_key: str = Field(max_length=255)
+    width: int | None = None
+    height: int | None = None
+    duration_ms: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (
+        UniqueConstraint("conv_id", "seq", name="uq_message_conv_seq"),
+        UniqueConstraint("conv_id", "sender_id", "client_msg_id", name="uq_message_client_id"),
+        Index("ix_message_undelivered", "delivered", "created_at"),
+    )
+
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    conv_id: str = Field(foreign_key="conversation.id", max_length=ID_LEN)
+    seq: int
+    sender_id: str = Field(foreign_key="user.id", max_length=ID_LEN)
+    kind: str = Field(max_length=16)
+    text: str | None = Field(default=None, max_length=4000)
+    media_id: str | None = Field(
+        default=None, foreign_key="media.id", index=True, max_length=ID_LEN
+    )
+    reply_to: str | None = Field(default=None, max_length=ID_LEN)
+    client_msg_id: str = Field(max_length=ID_LEN)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered: bool = False

@@ -1,0 +1,1 @@
+"""The Python services that subscribe to the broker."""

@@ -1,0 +1,4 @@
+"""Persistence: validate, check membership, store, assign seq, dedupe, ack, deliver.
+
+Design: docs/architecture.md ("Persistence").
+"""

@@ -1,0 +1,158 @@
+"""The persistence service's handlers: messages, read receipts and typing.
+
+Per message: parse (a `WireError` becomes a rejected ack), queue for the batch
+writer, and when the batch is committed deliver to members, ack the sender, and
+only then acknowledge the inbound MQTT message (the runtime does, when the
+handler returns). See services/persistence/store.py for the invariants.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import timedelta
+
+from sqlalchemy import Engine
+
+from bridge import topics
+from bridge.mqtt import Inbound
+from bridge.service import ServiceRuntime
+from bridge.topics import UpKind
+from bridge.wire.base import WireError, decode
+from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, TypingUp
+from core.config import Settings
+from core.ids import is_valid_id
+from services.persistence import store
+from services.persistence.delivery import deliver_after_commit, publish_outcome_after_commit
+from services.persistence.store import Outcome, Rejected, SendItem, Stored
+from services.persistence.writer import BatchWriter, DatabaseThread
+
+log = logging.getLogger(__name__)
+
+MEMBER_CACHE_SECONDS = 30.0
+MARK_INTERVAL_SECONDS = 0.05
+
+
+class PersistenceService:
+    def __init__(self, runtime: ServiceRuntime, db: DatabaseThread, settings: Settings) -> None:
+        self.runtime = runtime
+        self.mqtt = runtime.mqtt
+        self.db = db
+        self.settings = settings
+        self.writer: BatchWriter[SendItem, Outcome] = BatchWriter(
+            db, store.store_batch, batch_max=settings.store_batch_max
+        )
+        self._delivered: list[str] = []
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        runtime.route(topics.conv_up_filter(UpKind.MSG), 1, self.on_message)
+        runtime.route(topics.conv_up_filter(UpKind.READ), 1, self.on_read)
+        runtime.route(topics.conv_up_filter(UpKind.TYPING), 0, self.on_typing)
+
+    def start_background(self) -> None:
+        self.runtime.spawn(self.writer.run(), "batch-writer")
+        self.runtime.spawn(self._mark_delivered_forever(), "mark-delivered")
+        self.runtime.spawn(self._redeliver_forever(), "redeliver")
+
+    # --- messages -------------------------------------------------------------------
+
+    async def on_message(self, message: Inbound) -> None:
+        up = topics.parse_conv_up(message.topic)
+        if up is None:
+            return
+        client_msg_id: str | None = None
+        outcome: Outcome | asyncio.Future[Outcome]
+        if not is_valid_id(up.conv_id):
+            outcome = Rejected("invalid_payload", "conversation id is not a valid id")
+        else:
+            try:
+                body = decode(SendMessage, message.payload)
+            except WireError as error:
+                client_msg_id = error.client_msg_id
+                outcome = Rejected(error.code, error.message)
+            else:
+                client_msg_id = body.client_msg_id
+                # Queued before the first await: arrival order is kept.
+                outcome = self.writer.submit(SendItem(up.conv_id, up.user_id, body))
+        if isinstance(outcome, asyncio.Future):
+            outcome = await outcome
+        if isinstance(outcome, Rejected):
+            log.info("rejected send on %s: %s (%s)", message.topic, outcome.code, outcome.message)
+        await asyncio.gather(
+            *publish_outcome_after_commit(self.mqtt, up.user_id, up.conv_id, client_msg_id, outcome)
+        )
+        if isinstance(outcome, Stored):
+            self._delivered.append(outcome.message.id)
+
+    async def _mark_delivered_forever(self) -> None:
+        while True:
+            await asyncio.sleep(MARK_INTERVAL_SECONDS)
+            if self._delivered:
+                batch, self._delivered = self._delivered, []
+                await self.db.run(store.mark_delivered, batch)
+
+    async def _redeliver_forever(self) -> None:
+        """The outbox sweep: deliver what a crashed process committed but never sent."""
+        age = timedelta(seconds=self.settings.redelivery_after_seconds)
+        while True:
+            await asyncio.sleep(self.settings.redelivery_after_seconds / 2)
+            pending = await self.db.run(store.undelivered, age)
+            if not pending:
+                continue
+            log.warning("re-delivering %d committed but undelivered messages", len(pending))
+            futures = [f for stored in pending for f in deliver_after_commit(self.mqtt, stored)]
+            await asyncio.gather(*futures)
+            await self.db.run(store.mark_delivered, [s.message.id for s in pending])
+
+    # --- read receipts and typing ------------------------------------------------------
+
+    async def on_read(self, message: Inbound) -> None:
+        up = topics.parse_conv_up(message.topic)
+        if up is None or not is_valid_id(up.conv_id):
+            return
+        try:
+            body = decode(ReadUp, message.payload)
+        except WireError as error:
+            log.info("ignored read receipt on %s: %s", message.topic, error.message)
+            return
+        moved = await self.db.run(store.apply_read, up.conv_id, up.user_id, body.seq)
+        if moved is None:
+            return
+        payload = ReadEvent(user_id=up.user_id, seq=moved.seq).model_dump_json().encode()
+        await asyncio.gather(
+            *(
+                self.mqtt.publish(topics.user_conv(member, up.conv_id, UpKind.READ), payload)
+                for member in moved.member_ids
+            )
+        )
+
+    async def on_typing(self, message: Inbound) -> None:
+        up = topics.parse_conv_up(message.topic)
+        if up is None or not is_valid_id(up.conv_id):
+            return
+        try:
+            body = decode(TypingUp, message.payload)
+        except WireError as error:
+            log.info("ignored typing on %s: %s", message.topic, error.message)
+            return
+        members = await self._members_of(up.conv_id)
+        if up.user_id not in members:
+            log.info("typing from non-member %s in %s ignored", up.user_id, up.conv_id)
+            return
+        payload = TypingEvent(user_id=up.user_id, typing=body.typing).model_dump_json().encode()
+        for member in members - {up.user_id}:
+            self.mqtt.publish(topics.user_conv(member, up.conv_id, UpKind.TYPING), payload, qos=0)
+
+    async def _members_of(self, conv_id: str) -> frozenset[str]:
+        cached = self._members.get(conv_id)
+        now = time.monotonic()
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = await self.db.run(_members, conv_id)
+        self._members[conv_id] = (now + MEMBER_CACHE_SECONDS, found)
+        return found
+
+
+def _members(engine: Engine, conv_id: str) -> frozenset[str]:
+    with engine.connect() as conn:
+        return frozenset(store.members_of(conn, [conv_id]).get(conv_id, []))

@@ -1,0 +1,308 @@
+"""Storing messages and read receipts: the database half of the messaging pipeline.
+
+Everything here is synchronous and runs on one database thread per process; the
+MQTT and HTTP fronts call it with batches. One transaction stores a whole batch:
+
+1. lock the batch's conversation rows (sorted, so two writers never deadlock);
+   every writer of a conversation, in any process, queues behind that lock, so
+   `seq` is handed out gap-free and duplicates cannot race;
+2. read members, earlier copies (by client_msg_id), media and reply targets;
+3. decide each item in order, insert, move `last_seq`, commit.
+
+Nothing is published from here: callers deliver only what `store_batch` returned,
+i.e. after the commit (names ending in `_after_commit` elsewhere say so).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
+
+from bridge.wire.messaging import MediaInfo, SendMessage, StoredMessage
+from core.ids import new_id
+from core.models import Conversation, Media, Member, Message
+from core.timefmt import to_wire, utcnow
+
+conversation_t = Conversation.__table__  # type: ignore[attr-defined]
+member_t = Member.__table__  # type: ignore[attr-defined]
+message_t = Message.__table__  # type: ignore[attr-defined]
+media_t = Media.__table__  # type: ignore[attr-defined]
+
+MEDIA_KIND_FOR_MESSAGE = {"image": "image", "audio": "audio"}  # "file" takes any media
+
+
+def media_url(media_id: str) -> str:
+    return f"/v1/media/{media_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class SendItem:
+    conv_id: str
+    sender_id: str
+    body: SendMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    message: StoredMessage
+    member_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    message: StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: str
+    message: str
+
+
+Outcome = Stored | Duplicate | Rejected
+
+
+def media_info(row: Any) -> MediaInfo:
+    return MediaInfo(
+        media_id=row.id,
+        mime=row.mime,
+        size=row.size,
+        url=media_url(row.id),
+        name=row.name,
+        width=row.width,
+        height=row.height,
+        duration_ms=row.duration_ms,
+    )
+
+
+def stored_message(row: Any, media: MediaInfo | None) -> StoredMessage:
+    return StoredMessage(
+        id=row.id,
+        conv_id=row.conv_id,
+        seq=row.seq,
+        sender_id=row.sender_id,
+        kind=row.kind,
+        text=row.text,
+        media=media,
+        reply_to=row.reply_to,
+        client_msg_id=row.client_msg_id,
+        created_at=to_wire(row.created_at),
+    )
+
+
+def _lock_conversations(conn: Connection, conv_ids: Sequence[str]) -> dict[str, int]:
+    query = (
+        select(conversation_t.c.id, conversation_t.c.last_seq)
+        .where(conversation_t.c.id.in_(conv_ids))
+        .order_by(conversation_t.c.id)
+        .with_for_update()
+    )
+    return {row.id: row.last_seq for row in conn.execute(query)}
+
+
+def members_of(conn: Connection, conv_ids: Iterable[str]) -> dict[str, list[str]]:
+    members: dict[str, list[str]] = defaultdict(list)
+    query = select(member_t.c.conv_id, member_t.c.user_id).where(
+        member_t.c.conv_id.in_(list(conv_ids))
+    )
+    for row in conn.execute(query):
+        members[row.conv_id].append(row.user_id)
+    return members
+
+
+def _media_by_id(conn: Connection, media_ids: Sequence[str]) -> dict[str, Any]:
+    if not media_ids:
+        return {}
+    return {row.id: row for row in conn.execute(select(media_t).where(media_t.c.id.in_(media_ids)))}
+
+
+def load_messages(
+    conn: Connection, where: Any, *, order_desc: bool = False, limit: int | None = None
+) -> list[StoredMessage]:
+    """Messages matching `where`, with their media, as wire models."""
+    order = message_t.c.seq.desc() if order_desc else message_t.c.seq
+    query = select(message_t).where(where).order_by(order)
+    if limit is not None:
+        query = query.limit(limit)
+    rows = list(conn.execute(query))
+    media = _media_by_id(conn, sorted({row.media_id for row in rows if row.media_id}))
+    return [
+        stored_message(row, media_info(media[row.media_id]) if row.media_id else None)
+        for row in rows
+    ]
+
+
+def store_batch(engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
+    """Store a batch in one transaction; one outcome per item, in order."""
+    with engine.begin() as conn:
+        return _store_in(conn, items)
+
+
+def _store_in(conn: Connection, items: Sequence[SendItem]) -> list[Outcome]:
+    conv_ids = sorted({item.conv_id for item in items})
+    last_seq = _lock_conversations(conn, conv_ids)
+    members = members_of(conn, last_seq)
+    earlier = _earlier_copies(conn, items)
+    media = _media_by_id(conn, sorted({i.body.media_id for i in items if i.body.media_id}))
+    reply_targets = _reply_targets(conn, items)
+    now = utcnow()
+
+    outcomes: list[Outcome] = []
+    new_rows: list[dict[str, Any]] = []
+    for item in items:
+        key = (item.conv_id, item.sender_id, item.body.client_msg_id)
+        outcome = _decide(item, last_seq, members, earlier, media, reply_targets)
+        if outcome is not None:
+            outcomes.append(outcome)
+            continue
+        last_seq[item.conv_id] += 1
+        row = {
+            "id": new_id("m_"),
+            "conv_id": item.conv_id,
+            "seq": last_seq[item.conv_id],
+            "sender_id": item.sender_id,
+            "kind": item.body.kind,
+            "text": item.body.text,
+            "media_id": item.body.media_id,
+            "reply_to": item.body.reply_to,
+            "client_msg_id": item.body.client_msg_id,
+            "created_at": now,
+            "delivered": False,
+        }
+        new_rows.append(row)
+        media_row = media.get(item.body.media_id) if item.body.media_id else None
+        message = stored_message(_Row(row), media_info(media_row) if media_row else None)
+        earlier[key] = message  # a second copy later in this batch is a duplicate
+        outcomes.append(Stored(message, tuple(members[item.conv_id])))
+
+    if new_rows:
+        conn.execute(message_t.insert(), new_rows)
+        touched = {row["conv_id"] for row in new_rows}
+        conn.execute(
+            update(conversation_t)
+            .where(conversation_t.c.id == bindparam("b_id"))
+            .values(last_seq=bindparam("b_seq"), last_message_at=bindparam("b_at")),
+            [{"b_id": c, "b_seq": last_seq[c], "b_at": now} for c in sorted(touched)],
+        )
+    return outcomes
+
+
+class _Row:
+    """Attribute access over a dict, so new rows and fetched rows share one mapper."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _decide(
+    item: SendItem,
+    last_seq: dict[str, int],
+    members: dict[str, list[str]],
+    earlier: dict[tuple[str, str, str], StoredMessage],
+    media: dict[str, Any],
+    reply_targets: dict[str, str],
+) -> Outcome | None:
+    """Why this item is not stored, or None when it should be."""
+    body = item.body
+    if item.conv_id not in last_seq:
+        return Rejected("unknown_conversation", "no such conversation")
+    if item.sender_id not in members[item.conv_id]:
+        return Rejected("not_member", "you are not a member of this conversation")
+    copy = earlier.get((item.conv_id, item.sender_id, body.client_msg_id))
+    if copy is not None:
+        return Duplicate(copy)
+    if body.media_id is not None:
+        row = media.get(body.media_id)
+        if row is None or row.uploader_id != item.sender_id:
+            return Rejected("unknown_media", "no such media of yours")
+        wanted = MEDIA_KIND_FOR_MESSAGE.get(body.kind)
+        if wanted is not None and row.kind != wanted:
+            return Rejected("invalid_payload", f"media is {row.kind}, not {body.kind}")
+    if body.reply_to is not None and reply_targets.get(body.reply_to) != item.conv_id:
+        return Rejected("invalid_payload", "reply_to is not a message of this conversation")
+    return None
+
+
+def _earlier_copies(
+    conn: Connection, items: Sequence[SendItem]
+) -> dict[tuple[str, str, str], StoredMessage]:
+    conv_ids = sorted({i.conv_id for i in items})
+    client_ids = sorted({i.body.client_msg_id for i in items})
+    where = and_(message_t.c.conv_id.in_(conv_ids), message_t.c.client_msg_id.in_(client_ids))
+    return {(m.conv_id, m.sender_id, m.client_msg_id): m for m in load_messages(conn, where)}
+
+
+def _reply_targets(conn: Connection, items: Sequence[SendItem]) -> dict[str, str]:
+    ids = sorted({i.body.reply_to for i in items if i.body.reply_to})
+    if not ids:
+        return {}
+    query = select(message_t.c.id, message_t.c.conv_id).where(message_t.c.id.in_(ids))
+    return {row.id: row.conv_id for row in conn.execute(query)}
+
+
+# --- delivery bookkeeping (the outbox) -------------------------------------------------
+
+
+def mark_delivered(engine: Engine, message_ids: Sequence[str]) -> None:
+    """Record that every member's copy was accepted by the broker.
+
+    Losing this write only causes a harmless second delivery (clients drop a
+    `seq` they already have), so PostgreSQL may skip the WAL flush for it.
+    """
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SET LOCAL synchronous_commit = off"))
+        conn.execute(
+            update(message_t).where(message_t.c.id.in_(list(message_ids))).values(delivered=True)
+        )
+
+
+def undelivered(engine: Engine, older_than: timedelta, limit: int = 500) -> list[Stored]:
+    """Messages committed but not yet delivered (a process died in between)."""
+    cutoff: datetime = utcnow() - older_than
+    with engine.begin() as conn:
+        where = and_(message_t.c.delivered.is_(False), message_t.c.created_at < cutoff)
+        messages = load_messages(conn, where, limit=limit)
+        members = members_of(conn, {m.conv_id for m in messages})
+    return [Stored(m, tuple(members[m.conv_id])) for m in messages]
+
+
+# --- read receipts -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReadMoved:
+    seq: int
+    member_ids: tuple[str, ...]
+
+
+def apply_read(engine: Engine, conv_id: str, user_id: str, seq: int) -> ReadMoved | None:
+    """Move the reader's pointer forward (clamped to the last message).
+
+    Returns None when nothing changed: not a member, or not a step forward.
+    """
+    with engine.begin() as conn:
+        last = conn.execute(
+            select(conversation_t.c.last_seq).where(conversation_t.c.id == conv_id)
+        ).scalar_one_or_none()
+        if last is None:
+            return None
+        target = min(seq, last)
+        moved = conn.execute(
+            update(member_t)
+            .where(
+                member_t.c.conv_id == conv_id,
+                member_t.c.user_id == user_id,
+                member_t.c.last_read_seq < target,
+            )
+            .values(last_read_seq=target)
+        )
+        if moved.rowcount != 1:
+            return None
+        members = members_of(conn, [conv_id])[conv_id]
+    return ReadMoved(target, tuple(members))

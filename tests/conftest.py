@@ -1,0 +1,98 @@
+"""Shared fixtures: a real database (SQLite or PostgreSQL, by `--db`), and the whole
+system started as real processes (broker with the project's config, API,
+persistence instances) on free ports.
+
+The PostgreSQL leg never skips: if no server answers, the session fails.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tools.stack import Stack, StackConfig
+
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--db",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="database the system runs on in this session",
+    )
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def db_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.config.getoption("--db")
+    return kind
+
+
+def _replace_db(url: str, name: str) -> str:
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def database_factory(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Makes fresh, empty databases; PostgreSQL ones are dropped at the end."""
+    created: list[str] = []
+    admin_url = os.environ.get("TEST_POSTGRES_URL", DEFAULT_PG)
+
+    def make() -> str:
+        if db_kind == "sqlite":
+            return f"sqlite:///{tmp_path_factory.mktemp('db') / 'chat.db'}"
+        name = f"chat_test_{secrets.token_hex(6)}"
+        try:
+            with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        except psycopg.OperationalError as exc:
+            pytest.fail(f"PostgreSQL leg: no server at {admin_url}: {exc}")
+        created.append(name)
+        return _replace_db(admin_url, name)
+
+    yield make
+    for name in created:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
+def start_stack(database_url: str, data_dir: Path, instances: int = 2, **extra: str) -> Stack:
+    stack = Stack(
+        StackConfig(
+            data_dir=data_dir,
+            database_url=database_url,
+            persistence_instances=instances,
+            extra_env=dict(extra),
+        )
+    )
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="session")
+def stack(database_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The shared system: two persistence instances, so shared subscriptions are
+    exercised by every test."""
+    url = database_factory()  # type: ignore[operator]
+    running = start_stack(url, tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stop()

@@ -1,0 +1,1 @@
+"""Operational commands: the launcher, the broker helper, bench and demo."""

@@ -1,0 +1,103 @@
+"""`./chat run`: the whole system on this machine, until Ctrl-C.
+
+Broker (project config, on the ports in settings), API and persistence, with
+SQLite in `data/` unless DATABASE_URL says otherwise. Broker secrets are made on
+first start and kept in `data/secrets.json` (the broker's ACL file holds their
+hashes). If any process dies, everything is stopped and the exit says which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from core.config import get_settings
+from tools.stack import Stack, StackConfig
+
+
+def _secrets(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "secrets.json"
+    if path.exists():
+        loaded: dict[str, str] = json.loads(path.read_text())
+        return loaded
+    made = {"admin": secrets.token_urlsafe(24), "service": secrets.token_urlsafe(24)}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(made))
+    path.chmod(0o600)
+    return made
+
+
+def main() -> int:
+    settings = get_settings()
+    data_dir = settings.data_dir.resolve()
+    keys = _secrets(data_dir)
+    database_url = settings.database_url or f"sqlite:///{data_dir / 'chat.db'}"
+    instances = int(os.environ.get("PERSISTENCE_INSTANCES", "1"))
+    stack = Stack(
+        StackConfig(
+            data_dir=data_dir,
+            database_url=database_url,
+            tcp_port=settings.mqtt_tcp_port,
+            ws_port=settings.mqtt_ws_port,
+            api_port=settings.api_port,
+            persistence_instances=instances,
+            admin_password=keys["admin"],
+            service_password=keys["service"],
+            log_level=settings.log_level,
+        )
+    )
+    stopping = False
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    try:
+        stack.start()
+    except BaseException:
+        stack.stop()
+        raise
+    db_label = (
+        "SQLite " + database_url.removeprefix("sqlite:///")
+        if database_url.startswith("sqlite")
+        else "PostgreSQL"
+    )
+    print(
+        f"""
+Marketplace chat is running.
+  HTTP API + docs   {stack.config.api_url}/docs
+  MQTT (WebSocket)  ws://127.0.0.1:{settings.mqtt_ws_port}/mqtt   (apps, browsers)
+  MQTT (TCP)        127.0.0.1:{settings.mqtt_tcp_port}             (services, mosquitto_sub)
+  Database          {db_label}
+  Logs              {stack.log_dir}
+Watch the services:  mosquitto_sub -p {settings.mqtt_tcp_port} -u svc -P "$(python3 -c \
+'import json;print(json.load(open("{data_dir}/secrets.json"))["service"])')" -t 'svc/#' -v
+Press Ctrl-C to stop.""",
+        flush=True,
+    )
+    exit_code = 0
+    while not stopping:
+        for name, process in list(stack.processes.items()):
+            if process.poll() is not None:
+                print(
+                    f"{name} exited with {process.returncode}; stopping (see {stack.log_dir})",
+                    file=sys.stderr,
+                )
+                stopping, exit_code = True, 1
+        time.sleep(0.2)
+    print("Stopping...", flush=True)
+    stack.stop()
+    print("Stopped.")
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
