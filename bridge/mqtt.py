@@ -310,8 +310,11 @@ class AsyncMqtt:
         self.connected.set()
         if first is not None and not first.done():
             first.set_result(None)
-        elif not session_present and self._subscriptions:
-            # The broker lost our session (or it expired): subscribe again.
+        elif self._subscriptions:
+            # Subscribe again even when the broker says it kept our session: after
+            # a Mosquitto 2.0 restart a kept `$share` subscription was not served
+            # (tests/integration/test_order_and_faults.py), and subscribing twice
+            # to the same filter is harmless.
             task = asyncio.get_running_loop().create_task(
                 self._send_subscribe(list(self._subscriptions.items())), name="resubscribe"
             )

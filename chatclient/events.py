@@ -1,0 +1,53 @@
+"""What `ChatClient.events()` yields: small frozen dataclasses, one per kind."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.wire.messaging import Ack, StoredMessage
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEvent:
+    """A stored message (live, from a gap fetch, or from `catch_up`).
+
+    `received_at` is `time.perf_counter()` when the client emitted it, so a
+    benchmark can subtract its own send-time stamp (same process, same clock).
+    """
+
+    message: StoredMessage
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceiptEvent:
+    conv_id: str
+    user_id: str
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypingIndicator:
+    conv_id: str
+    user_id: str
+    typing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AckEvent:
+    """Every ack on the user's ack topic, including those for the user's other devices."""
+
+    ack: Ack
+
+
+@dataclass(frozen=True, slots=True)
+class OtherEvent:
+    """Anything this library does not model yet (call and support events)."""
+
+    topic: str
+    payload: dict[str, Any]
+
+
+Event = MessageEvent | ReadReceiptEvent | TypingIndicator | AckEvent | OtherEvent

@@ -1,0 +1,168 @@
+"""Order, uniqueness and no loss, with processes killed under a live stream.
+
+Each test here runs its own system, since it kills parts of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from chatclient import (
+    Ack,
+    ChatClient,
+    ChatHttp,
+    MessageEvent,
+    SendMessage,
+    StoredMessage,
+    new_client_msg_id,
+)
+from tests.conftest import start_stack
+from tools.stack import Stack
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.fixture
+def own_stack(
+    database_factory: Callable[[], str], tmp_path: Path
+) -> Iterator[Callable[[int], Stack]]:
+    started: list[Stack] = []
+
+    def make(instances: int) -> Stack:
+        stack = start_stack(database_factory(), tmp_path / f"stack{len(started)}", instances)
+        started.append(stack)
+        return stack
+
+    yield make
+    for stack in started:
+        stack.stop()
+
+
+@dataclass
+class Person:
+    http: ChatHttp
+    user_id: str
+    client: ChatClient
+
+
+@contextlib.asynccontextmanager
+async def person(api_url: str, name: str) -> AsyncIterator[Person]:
+    async with ChatHttp(api_url) as http:
+        session = await http.register(f"{name}_{secrets.token_hex(4)}", "correct horse", name)
+        creds = await http.create_device("android")
+        async with ChatClient(creds, session.user_id, http=http) as client:
+            yield Person(http, session.user_id, client)
+
+
+def send_text(client: ChatClient, conv_id: str, text: str) -> asyncio.Future[Ack]:
+    """Queue a send without waiting: the outbox keeps per-conversation order."""
+    return client.send(
+        conv_id, SendMessage(client_msg_id=new_client_msg_id(), kind="text", text=text)
+    )
+
+
+async def collect(
+    client: ChatClient, conv_id: str, count: int, timeout: float
+) -> dict[int, StoredMessage]:
+    """Messages of a conversation by seq until `count` distinct ones arrived."""
+    got: dict[int, StoredMessage] = {}
+    async with asyncio.timeout(timeout):
+        while len(got) < count:
+            event = await client.next_event()
+            if isinstance(event, MessageEvent) and event.message.conv_id == conv_id:
+                got[event.message.seq] = event.message
+    return got
+
+
+async def full_history(http: ChatHttp, conv_id: str) -> list[StoredMessage]:
+    messages: list[StoredMessage] = []
+    while True:
+        page = await http.history(conv_id, after_seq=len(messages), limit=200)
+        if not page:
+            return messages
+        messages.extend(page)
+
+
+def assert_gap_free_and_unique(messages: list[StoredMessage], expected: int) -> None:
+    assert [m.seq for m in messages] == list(range(1, expected + 1))
+    keys = [(m.sender_id, m.client_msg_id) for m in messages]
+    assert len(set(keys)) == len(keys) == expected
+
+
+async def test_two_instances_several_senders_seq_is_gap_free_and_in_send_order(
+    own_stack: Callable[[int], Stack],
+) -> None:
+    stack = own_stack(2)
+    per_sender = 60
+    async with (
+        person(stack.config.api_url, "ana") as ana,
+        person(stack.config.api_url, "ben") as ben,
+        person(stack.config.api_url, "cem") as cem,
+    ):
+        conv = (await ana.http.create_conversation([ben.user_id, cem.user_id]))["conv_id"]
+        senders = (ana, ben, cem)
+        futures = [
+            [send_text(s.client, conv, f"{s.user_id} #{i}") for i in range(per_sender)]
+            for s in senders
+        ]
+        acks = await asyncio.wait_for(asyncio.gather(*(f for row in futures for f in row)), 60)
+        assert {a.status for a in acks} == {"stored"}
+        history = await full_history(ana.http, conv)
+        assert_gap_free_and_unique(history, 3 * per_sender)
+        for sender in senders:
+            texts = [m.text for m in history if m.sender_id == sender.user_id]
+            assert texts == [f"{sender.user_id} #{i}" for i in range(per_sender)]
+        delivered = await collect(cem.client, conv, 3 * per_sender, 30)
+        assert sorted(delivered) == list(range(1, 3 * per_sender + 1))
+
+
+async def stream_with_fault(stack: Stack, fault: Callable[[], None], total: int = 1000) -> None:
+    async with (
+        person(stack.config.api_url, "seller") as seller,
+        person(stack.config.api_url, "buyer") as buyer,
+    ):
+        conv = (await seller.http.create_conversation([buyer.user_id]))["conv_id"]
+        futures = [send_text(seller.client, conv, f"offer {i}") for i in range(total)]
+        # Let part of the stream through, then break something.
+        async with asyncio.timeout(60):
+            while sum(f.done() for f in futures) < total // 4:
+                await asyncio.sleep(0.01)
+        await asyncio.to_thread(fault)
+        acks = await asyncio.wait_for(asyncio.gather(*futures), 120)
+        assert len(acks) == total and {a.status for a in acks} <= {"stored", "duplicate"}
+        history = await full_history(seller.http, conv)
+        assert_gap_free_and_unique(history, total)
+        assert [m.text for m in history] == [f"offer {i}" for i in range(total)]
+        delivered = await collect(buyer.client, conv, total, 60)
+        assert sorted(delivered) == list(range(1, total + 1))
+
+
+async def test_kill_9_persistence_mid_stream_loses_nothing(
+    own_stack: Callable[[int], Stack],
+) -> None:
+    stack = own_stack(1)
+
+    def kill_and_restart() -> None:
+        stack.kill("persistence-1")
+        stack.start_persistence("1")
+
+    await stream_with_fault(stack, kill_and_restart)
+
+
+async def test_broker_restart_mid_stream_loses_nothing(own_stack: Callable[[int], Stack]) -> None:
+    stack = own_stack(1)
+
+    def restart_broker() -> None:
+        stack.terminate("broker")
+        stack.start_broker()
+
+    await stream_with_fault(stack, restart_broker)
+    assert httpx.get(f"{stack.config.api_url}/healthz").status_code == 200
