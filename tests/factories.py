@@ -31,8 +31,10 @@ class ApiUser:
         body: dict[str, Any] = response.json()
         return body
 
-    def conversation(self, *others: ApiUser, title: str | None = None) -> str:
-        body: dict[str, Any] = {"member_ids": [o.user_id for o in others]}
+    def conversation(self, *others: ApiUser | str, title: str | None = None) -> str:
+        """Open a conversation with other users (given as users or user ids)."""
+        ids = [o if isinstance(o, str) else o.user_id for o in others]
+        body: dict[str, Any] = {"member_ids": ids}
         if title:
             body["title"] = title
         response = self.request("POST", "/v1/conversations", json=body)

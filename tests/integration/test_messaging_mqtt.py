@@ -3,8 +3,10 @@ and bad input answered with a rejected ack while the service keeps running."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
+import aiomqtt
 import pytest
 
 from bridge import topics
@@ -162,3 +164,59 @@ async def test_typing_reaches_the_others_only_and_is_not_stored(stack: Stack) ->
     async with device_connection(eve.device()) as e:
         e.publish(topics.conv_up(conv, UpKind.TYPING, eve.user_id), b'{"typing": true}', 0)
     assert alice.request("GET", f"/v1/conversations/{conv}/messages").json()["messages"] == []
+
+
+async def test_an_http_send_is_delivered_over_mqtt(stack: Stack) -> None:
+    api = stack.config.api_url
+    alice, bob = register(api, "alice"), register(api, "bob")
+    conv = alice.conversation(bob)
+    async with device_connection(bob.device()) as b, device_connection(alice.device()) as a:
+        await b.subscribe([(topics.user_root(bob.user_id), 1)])
+        await a.subscribe([(topics.user_root(alice.user_id), 1)])
+        response = alice.request(
+            "POST",
+            f"/v1/conversations/{conv}/messages",
+            json={"client_msg_id": "h1", "kind": "text", "text": "via http"},
+        )
+        assert response.status_code == 201
+        got = await wait_for(b, f"/conv/{conv}/msg", client_msg_id="h1")
+        assert got == response.json()
+        mine = await wait_for(a, f"/conv/{conv}/msg", client_msg_id="h1")
+        assert mine["seq"] == 1
+        # The HTTP response is the ack: no MQTT ack for it.
+        assert [m for m in await drain(a) if m.topic.endswith("/ack")] == []
+
+
+async def test_an_mqtt_3_1_1_client_over_websocket_works_too(stack: Stack) -> None:
+    """The contract supports MQTT 3.1.1: an independent client (aiomqtt) speaking
+    3.1.1 over WebSocket sends and receives with a device's credentials."""
+    api = stack.config.api_url
+    alice, bob = register(api, "alice"), register(api, "bob")
+    conv = alice.conversation(bob)
+    device = alice.device()["mqtt"]
+    client = aiomqtt.Client(
+        "127.0.0.1",
+        stack.config.ws_port,
+        transport="websockets",
+        websocket_path="/mqtt",
+        identifier=device["client_id"],
+        username=device["username"],
+        password=device["password"],
+        protocol=aiomqtt.ProtocolVersion.V311,
+        clean_session=False,
+    )
+    async with client:
+        await client.subscribe(topics.user_root(alice.user_id), qos=1)
+        await client.publish(
+            topics.conv_up(conv, UpKind.MSG, alice.user_id),
+            text_send("v311", "from a 3.1.1 client"),
+            qos=1,
+        )
+        received: dict[str, dict[str, object]] = {}
+        async with asyncio.timeout(5):
+            async for message in client.messages:
+                received[message.topic.value.rsplit("/", 1)[-1]] = json.loads(message.payload)  # type: ignore[arg-type]
+                if {"msg", "ack"} <= set(received):
+                    break
+    assert received["ack"]["status"] == "stored"
+    assert received["msg"]["text"] == "from a 3.1.1 client"

@@ -166,3 +166,27 @@ async def test_broker_restart_mid_stream_loses_nothing(own_stack: Callable[[int]
         # The API reconnected too: it can provision a device again.
         await http.register(f"late_{secrets.token_hex(4)}", "correct horse", "Late")
         assert (await http.create_device("ios")).device_id
+
+
+async def test_committed_but_undelivered_is_delivered_by_the_outbox_sweep(
+    own_stack: Callable[[int], Stack],
+) -> None:
+    """An HTTP send is committed while the broker is down, and the API dies before
+    it could deliver: the persistence service's sweep delivers it later."""
+    stack = own_stack(1)
+    async with (
+        person(stack.config.api_url, "seller") as seller,
+        person(stack.config.api_url, "buyer") as buyer,
+    ):
+        conv = (await seller.http.create_conversation([buyer.user_id]))["conv_id"]
+        await buyer.client.close()  # offline; its persistent session stays
+        await asyncio.to_thread(stack.terminate, "broker")
+        body = SendMessage(client_msg_id="while-down", kind="text", text="still there?")
+        status, stored = await seller.http.send(conv, body)
+        assert status == 201 and stored["seq"] == 1
+        await asyncio.to_thread(stack.kill, "api")
+        await asyncio.to_thread(stack.start_broker)
+        await asyncio.to_thread(stack.start_api)
+        async with ChatClient(buyer.client.creds, buyer.user_id) as again:
+            message = await again.wait_for_message(lambda m: m.conv_id == conv, 20)
+            assert (message.seq, message.text) == (1, "still there?")

@@ -1,0 +1,92 @@
+"""Catch-up: a client that was away learns what it missed in one round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+
+from chatclient import ChatClient, ChatHttp, MessageEvent
+from tests.factories import register
+from tools.stack import Stack
+
+pytestmark = pytest.mark.anyio
+
+
+def _send(user: object, conv: str, n: int) -> None:
+    for _ in range(n):
+        response = user.request(  # type: ignore[attr-defined]
+            "POST",
+            f"/v1/conversations/{conv}/messages",
+            json={"client_msg_id": secrets.token_hex(6), "kind": "text", "text": "hey"},
+        )
+        assert response.status_code == 201, response.text
+
+
+async def message_seqs(client: ChatClient, count: int, timeout: float = 10) -> list[int]:
+    """The seqs of the next `count` message events, skipping other events."""
+    seqs: list[int] = []
+    async with asyncio.timeout(timeout):
+        while len(seqs) < count:
+            event = await client.next_event()
+            if isinstance(event, MessageEvent):
+                seqs.append(event.message.seq)
+    return seqs
+
+
+def test_sync_returns_exactly_what_was_missed_in_one_call(stack: Stack) -> None:
+    api = stack.config.api_url
+    me, a, b, c = (register(api, n) for n in ("me", "a", "b", "c"))
+    behind, unknown, current = me.conversation(a), me.conversation(b), me.conversation(c)
+    _send(a, behind, 5)
+    _send(b, unknown, 3)
+    _send(c, current, 2)
+    response = me.request("POST", "/v1/sync", json={"known": {behind: 2, current: 2}})
+    assert response.status_code == 200, response.text
+    found = {c["conv_id"]: c for c in response.json()["conversations"]}
+    assert set(found) == {behind, unknown}
+    assert [m["seq"] for m in found[behind]["messages"]] == [3, 4, 5]
+    assert [m["seq"] for m in found[unknown]["messages"]] == [1, 2, 3]
+    assert found[behind]["has_more"] is False and found[behind]["last_seq"] == 5
+    limited = me.request("POST", "/v1/sync", json={"known": {behind: 0}, "limit": 2}).json()
+    entry = next(c for c in limited["conversations"] if c["conv_id"] == behind)
+    assert [m["seq"] for m in entry["messages"]] == [1, 2] and entry["has_more"] is True
+    bad = me.request("POST", "/v1/sync", json={"known": {behind: -1}})
+    assert bad.status_code == 422
+    bad = me.request("POST", "/v1/sync", json={"known": {}, "since": 1})
+    assert bad.status_code == 422
+
+
+async def test_a_client_back_from_a_network_loss_gets_each_missed_message_once(
+    stack: Stack,
+) -> None:
+    api = stack.config.api_url
+    alice = register(api, "alice")
+    async with ChatHttp(api) as http:
+        bob = await http.register(f"bob_{secrets.token_hex(4)}", "correct horse", "Bob")
+        conv = alice.conversation(bob.user_id)
+        creds = await http.create_device("ios")
+        async with ChatClient(creds, bob.user_id, http=http) as client:
+            _send(alice, conv, 2)
+            assert await message_seqs(client, 2) == [1, 2]
+            client.drop()
+            await asyncio.to_thread(_send, alice, conv, 5)
+            await client.wait_reconnected(20)
+            assert await message_seqs(client, 5) == [3, 4, 5, 6, 7]
+            with pytest.raises(TimeoutError):  # and nothing twice
+                await message_seqs(client, 1, timeout=1)
+
+
+async def test_a_device_that_was_never_online_catches_up_with_sync(stack: Stack) -> None:
+    api = stack.config.api_url
+    alice = register(api, "alice")
+    async with ChatHttp(api) as http:
+        bob = await http.register(f"bob_{secrets.token_hex(4)}", "correct horse", "Bob")
+        conv = alice.conversation(bob.user_id)
+        _send(alice, conv, 4)
+        creds = await http.create_device("web")
+        async with ChatClient(creds, bob.user_id, http=http) as client:
+            client.seed(conv, 1)
+            assert await client.catch_up() == 3
+            assert await message_seqs(client, 3) == [2, 3, 4]
