@@ -53,6 +53,10 @@ def parse_object(payload: bytes) -> dict[str, Any]:
         raise WireError("invalid_payload", "payload is not UTF-8") from exc
     except json.JSONDecodeError as exc:
         raise WireError("invalid_payload", f"payload is not JSON: {exc.msg}") from exc
+    except (ValueError, RecursionError) as exc:
+        # Valid JSON the parser still refuses: integers past Python's digit limit,
+        # nesting deeper than the recursion limit.
+        raise WireError("invalid_payload", f"payload cannot be parsed: {exc}") from exc
     if not isinstance(document, dict):
         raise WireError("invalid_payload", "payload must be a JSON object")
     return document

@@ -162,3 +162,14 @@ def test_http_send_rejections(api: str) -> None:
     history = a.request("GET", f"/v1/conversations/{conv}/messages").json()["messages"]
     assert history == []
     assert outsider.request("GET", f"/v1/conversations/{conv}/messages").status_code == 403
+
+
+def test_a_body_nested_too_deep_is_invalid_payload(api: str) -> None:
+    user = register(api, "deep")
+    response = httpx.post(
+        f"{api}/v1/conversations",
+        content=b"[" * 30000 + b"]" * 30000,
+        headers={**user.headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_payload"
