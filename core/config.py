@@ -49,7 +49,9 @@ class Settings(BaseSettings):
 
     # Persistence service tuning.
     store_batch_max: int = Field(default=256, ge=1)
-    redelivery_after_seconds: float = 3.0
+    # A message still undelivered this long after its commit is taken to be
+    # orphaned (its process died) and delivered by the sweep.
+    redelivery_after_seconds: float = 10.0
 
     log_level: str = "INFO"
 

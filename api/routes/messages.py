@@ -16,7 +16,7 @@ from api.schemas import MessageList, SyncConversation, SyncIn, SyncOut
 from bridge.wire.messaging import SendMessage, StoredMessage
 from core.models import Conversation
 from services.persistence import store
-from services.persistence.delivery import deliver_after_commit
+from services.persistence.delivery import deliver_after_commit, to_deliver
 from services.persistence.store import Duplicate, Rejected, SendItem, member_t, message_t
 
 router = APIRouter(prefix="/v1", tags=["messages"])
@@ -80,11 +80,13 @@ async def send(
         raise ApiError.rejection(outcome.code, outcome.message)
     if isinstance(outcome, Duplicate):
         response.status_code = status.HTTP_200_OK
+    pending = to_deliver(outcome)
+    if pending is None:
         return outcome.message
     # Committed: deliver like the MQTT path. If the broker is down, the message
     # stays undelivered in the outbox and the persistence service sends it later.
     try:
-        await asyncio.wait_for(asyncio.gather(*deliver_after_commit(state.mqtt, outcome)), 5)
+        await asyncio.wait_for(asyncio.gather(*deliver_after_commit(state.mqtt, *pending)), 5)
     except TimeoutError:
         return outcome.message
     await run_in_threadpool(store.mark_delivered, state.engine, [outcome.message.id])

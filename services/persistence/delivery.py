@@ -8,11 +8,12 @@ awaits them together before acknowledging its own inbound message.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
 from bridge import topics
 from bridge.mqtt import AsyncMqtt
 from bridge.topics import UpKind
-from bridge.wire.messaging import Ack, AckStatus, ErrorInfo
+from bridge.wire.messaging import Ack, AckStatus, ErrorInfo, StoredMessage
 from services.persistence.store import Duplicate, Outcome, Rejected, Stored
 
 
@@ -34,13 +35,14 @@ def ack_for(conv_id: str, client_msg_id: str | None, outcome: Outcome) -> Ack:
     )
 
 
-def deliver_after_commit(mqtt: AsyncMqtt, stored: Stored) -> list[asyncio.Future[None]]:
+def deliver_after_commit(
+    mqtt: AsyncMqtt, message: StoredMessage, member_ids: Iterable[str]
+) -> list[asyncio.Future[None]]:
     """Publish one committed message to every member (the sender's devices too)."""
-    payload = stored.message.model_dump_json().encode()
-    conv_id = stored.message.conv_id
+    payload = message.model_dump_json().encode()
     return [
-        mqtt.publish(topics.user_conv(member, conv_id, UpKind.MSG), payload, qos=1)
-        for member in stored.member_ids
+        mqtt.publish(topics.user_conv(member, message.conv_id, UpKind.MSG), payload, qos=1)
+        for member in member_ids
     ]
 
 
@@ -48,13 +50,10 @@ def publish_ack(mqtt: AsyncMqtt, sender_id: str, ack: Ack) -> asyncio.Future[Non
     return mqtt.publish(topics.user_ack(sender_id), ack.model_dump_json().encode(), qos=1)
 
 
-def publish_outcome_after_commit(
-    mqtt: AsyncMqtt, sender_id: str, conv_id: str, client_msg_id: str | None, outcome: Outcome
-) -> list[asyncio.Future[None]]:
-    """Deliver (if newly stored), then ack the sender. Duplicates are not re-delivered."""
-    futures = deliver_after_commit(mqtt, outcome) if isinstance(outcome, Stored) else []
-    futures.append(publish_ack(mqtt, sender_id, ack_for(conv_id, client_msg_id, outcome)))
-    return futures
-
-
-__all__ = ["Duplicate", "deliver_after_commit", "publish_ack", "publish_outcome_after_commit"]
+def to_deliver(outcome: Outcome) -> tuple[StoredMessage, tuple[str, ...]] | None:
+    """The message and its recipients, if this outcome still needs delivering."""
+    if isinstance(outcome, Stored):
+        return outcome.message, outcome.member_ids
+    if isinstance(outcome, Duplicate) and outcome.redeliver_to:
+        return outcome.message, outcome.redeliver_to
+    return None

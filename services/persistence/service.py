@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
+from collections.abc import Sequence
 from datetime import timedelta
+from functools import partial
 
 from sqlalchemy import Engine
 
@@ -24,14 +27,19 @@ from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, T
 from core.config import Settings
 from core.ids import is_valid_id
 from services.persistence import store
-from services.persistence.delivery import deliver_after_commit, publish_outcome_after_commit
-from services.persistence.store import Outcome, Rejected, SendItem, Stored
+from services.persistence.delivery import (
+    ack_for,
+    deliver_after_commit,
+    publish_ack,
+    to_deliver,
+)
+from services.persistence.store import Outcome, Rejected, SendItem
 from services.persistence.writer import BatchWriter, DatabaseThread
 
 log = logging.getLogger(__name__)
 
 MEMBER_CACHE_SECONDS = 30.0
-MARK_INTERVAL_SECONDS = 0.05
+MARK_INTERVAL_SECONDS = 0.2
 
 
 class PersistenceService:
@@ -41,9 +49,12 @@ class PersistenceService:
         self.db = db
         self.settings = settings
         self.writer: BatchWriter[SendItem, Outcome] = BatchWriter(
-            db, store.store_batch, batch_max=settings.store_batch_max
+            db, self._store_batch, batch_max=settings.store_batch_max
         )
-        self._delivered: list[str] = []
+        # Ids of messages whose copies the broker has all accepted. Appended on
+        # the loop thread, drained on the database thread (deque: thread-safe),
+        # and written in the next batch's transaction, or alone when idle.
+        self._delivered: deque[str] = deque()
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
         runtime.route(topics.conv_up_filter(UpKind.MSG), 1, self.on_message)
         runtime.route(topics.conv_up_filter(UpKind.READ), 1, self.on_read)
@@ -78,18 +89,52 @@ class PersistenceService:
             outcome = await outcome
         if isinstance(outcome, Rejected):
             log.info("rejected send on %s: %s (%s)", message.topic, outcome.code, outcome.message)
-        await asyncio.gather(
-            *publish_outcome_after_commit(self.mqtt, up.user_id, up.conv_id, client_msg_id, outcome)
-        )
-        if isinstance(outcome, Stored):
-            self._delivered.append(outcome.message.id)
+        pending = to_deliver(outcome)
+        ack = publish_ack(self.mqtt, up.user_id, ack_for(up.conv_id, client_msg_id, outcome))
+        if pending is None:
+            await ack
+            return
+        # Delivery copies were queued before the ack (publishes leave in order).
+        # The mark is recorded as soon as the broker has every copy; a re-send
+        # that beats it to the database is still not delivered twice while the
+        # original is young (store.ORPHANED_AFTER).
+        delivered = asyncio.gather(*deliver_after_commit(self.mqtt, *pending))
+        delivered.add_done_callback(partial(self._record_delivery, pending[0].id))
+        await asyncio.gather(delivered, ack)
+
+    def _record_delivery(self, message_id: str, done: asyncio.Future[list[None]]) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._delivered.append(message_id)
+
+    def _take_delivered(self) -> list[str]:
+        taken = []
+        while self._delivered:
+            taken.append(self._delivered.popleft())
+        return taken
+
+    def _store_batch(self, engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
+        """On the database thread: store a batch, recording deliveries on the way."""
+        delivered = self._take_delivered()
+        try:
+            return store.store_batch(engine, items, delivered)
+        except BaseException:
+            self._delivered.extendleft(reversed(delivered))
+            raise
+
+    def _flush_delivered(self, engine: Engine) -> None:
+        delivered = self._take_delivered()
+        try:
+            store.mark_delivered(engine, delivered)
+        except BaseException:
+            self._delivered.extendleft(reversed(delivered))
+            raise
 
     async def _mark_delivered_forever(self) -> None:
+        """When no batch came along to carry them, write the delivery marks alone."""
         while True:
             await asyncio.sleep(MARK_INTERVAL_SECONDS)
             if self._delivered:
-                batch, self._delivered = self._delivered, []
-                await self.db.run(store.mark_delivered, batch)
+                await self.db.run(self._flush_delivered)
 
     async def _redeliver_forever(self) -> None:
         """The outbox sweep: deliver what a crashed process committed but never sent."""
@@ -100,7 +145,9 @@ class PersistenceService:
             if not pending:
                 continue
             log.warning("re-delivering %d committed but undelivered messages", len(pending))
-            futures = [f for stored in pending for f in deliver_after_commit(self.mqtt, stored)]
+            futures = [
+                f for s in pending for f in deliver_after_commit(self.mqtt, s.message, s.member_ids)
+            ]
             await asyncio.gather(*futures)
             await self.db.run(store.mark_delivered, [s.message.id for s in pending])
 

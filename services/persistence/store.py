@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from bridge.wire.messaging import MediaInfo, SendMessage, StoredMessage
 from core.ids import new_id
@@ -33,6 +34,7 @@ member_t = Member.__table__  # type: ignore[attr-defined]
 message_t = Message.__table__  # type: ignore[attr-defined]
 media_t = Media.__table__  # type: ignore[attr-defined]
 
+ORPHANED_AFTER = timedelta(seconds=1)
 MEDIA_KIND_FOR_MESSAGE = {"image": "image", "audio": "audio"}  # "file" takes any media
 
 
@@ -56,6 +58,8 @@ class Stored:
 @dataclass(frozen=True, slots=True)
 class Duplicate:
     message: StoredMessage
+    # Members to deliver to after all: the original was stored but never delivered.
+    redeliver_to: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +99,6 @@ def stored_message(row: Any, media: MediaInfo | None) -> StoredMessage:
     )
 
 
-def _lock_conversations(conn: Connection, conv_ids: Sequence[str]) -> dict[str, int]:
-    query = (
-        select(conversation_t.c.id, conversation_t.c.last_seq)
-        .where(conversation_t.c.id.in_(conv_ids))
-        .order_by(conversation_t.c.id)
-        .with_for_update()
-    )
-    return {row.id: row.last_seq for row in conn.execute(query)}
-
-
 def members_of(conn: Connection, conv_ids: Iterable[str]) -> dict[str, list[str]]:
     members: dict[str, list[str]] = defaultdict(list)
     query = select(member_t.c.conv_id, member_t.c.user_id).where(
@@ -137,17 +131,52 @@ def load_messages(
     ]
 
 
-def store_batch(engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
-    """Store a batch in one transaction; one outcome per item, in order."""
-    with engine.begin() as conn:
-        return _store_in(conn, items)
+def store_batch(
+    engine: Engine, items: Sequence[SendItem], mark_delivered_ids: Sequence[str] = ()
+) -> list[Outcome]:
+    """Store a batch in one transaction; one outcome per item, in order.
+
+    The common case (no re-sends) takes one read: re-sends are found by the
+    unique constraint, which rolls the attempt back, and the batch is then
+    decided again with the earlier copies read first. `mark_delivered_ids` rides
+    along in the same transaction (see `mark_delivered`).
+    """
+    # Marks first: a re-send in this batch must see its original as delivered.
+    try:
+        with engine.begin() as conn:
+            _mark_delivered_in(conn, mark_delivered_ids)
+            return _store_in(conn, items, look_for_copies=False)
+    except IntegrityError:
+        with engine.begin() as conn:
+            _mark_delivered_in(conn, mark_delivered_ids)
+            return _store_in(conn, items, look_for_copies=True)
 
 
-def _store_in(conn: Connection, items: Sequence[SendItem]) -> list[Outcome]:
-    conv_ids = sorted({item.conv_id for item in items})
-    last_seq = _lock_conversations(conn, conv_ids)
-    members = members_of(conn, last_seq)
-    earlier = _earlier_copies(conn, items)
+def _lock_with_members(
+    conn: Connection, conv_ids: Sequence[str]
+) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Lock the conversations (sorted: no deadlocks) and read their members, at once."""
+    rows = conn.execute(
+        select(conversation_t.c.id, conversation_t.c.last_seq, member_t.c.user_id)
+        .join(member_t, member_t.c.conv_id == conversation_t.c.id, isouter=True)
+        .where(conversation_t.c.id.in_(conv_ids))
+        .order_by(conversation_t.c.id)
+        .with_for_update(of=conversation_t)
+    )
+    last_seq: dict[str, int] = {}
+    members: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        last_seq[row.id] = row.last_seq
+        if row.user_id is not None:
+            members[row.id].append(row.user_id)
+    return last_seq, members
+
+
+def _store_in(
+    conn: Connection, items: Sequence[SendItem], *, look_for_copies: bool
+) -> list[Outcome]:
+    last_seq, members = _lock_with_members(conn, sorted({item.conv_id for item in items}))
+    earlier = _earlier_copies(conn, items) if look_for_copies else {}
     media = _media_by_id(conn, sorted({i.body.media_id for i in items if i.body.media_id}))
     reply_targets = _reply_targets(conn, items)
     now = utcnow()
@@ -177,7 +206,8 @@ def _store_in(conn: Connection, items: Sequence[SendItem]) -> list[Outcome]:
         new_rows.append(row)
         media_row = media.get(item.body.media_id) if item.body.media_id else None
         message = stored_message(_Row(row), media_info(media_row) if media_row else None)
-        earlier[key] = message  # a second copy later in this batch is a duplicate
+        # A second copy later in this batch is a duplicate (and needs no delivery).
+        earlier[key] = _Copy(message, delivered=True)
         outcomes.append(Stored(message, tuple(members[item.conv_id])))
 
     if new_rows:
@@ -192,6 +222,12 @@ def _store_in(conn: Connection, items: Sequence[SendItem]) -> list[Outcome]:
     return outcomes
 
 
+@dataclass(frozen=True, slots=True)
+class _Copy:
+    message: StoredMessage
+    delivered: bool  # or presumed in delivery by a live process
+
+
 class _Row:
     """Attribute access over a dict, so new rows and fetched rows share one mapper."""
 
@@ -203,7 +239,7 @@ def _decide(
     item: SendItem,
     last_seq: dict[str, int],
     members: dict[str, list[str]],
-    earlier: dict[tuple[str, str, str], StoredMessage],
+    earlier: dict[tuple[str, str, str], _Copy],
     media: dict[str, Any],
     reply_targets: dict[str, str],
 ) -> Outcome | None:
@@ -215,7 +251,10 @@ def _decide(
         return Rejected("not_member", "you are not a member of this conversation")
     copy = earlier.get((item.conv_id, item.sender_id, body.client_msg_id))
     if copy is not None:
-        return Duplicate(copy)
+        # Not yet delivered: whoever stored it died before delivering (the broker
+        # handed us its message again), so this copy is delivered now.
+        redeliver = () if copy.delivered else tuple(members[item.conv_id])
+        return Duplicate(copy.message, redeliver)
     if body.media_id is not None:
         row = media.get(body.media_id)
         if row is None or row.uploader_id != item.sender_id:
@@ -230,11 +269,23 @@ def _decide(
 
 def _earlier_copies(
     conn: Connection, items: Sequence[SendItem]
-) -> dict[tuple[str, str, str], StoredMessage]:
+) -> dict[tuple[str, str, str], _Copy]:
     conv_ids = sorted({i.conv_id for i in items})
     client_ids = sorted({i.body.client_msg_id for i in items})
     where = and_(message_t.c.conv_id.in_(conv_ids), message_t.c.client_msg_id.in_(client_ids))
-    return {(m.conv_id, m.sender_id, m.client_msg_id): m for m in load_messages(conn, where)}
+    # Undelivered and older than this: its process died before delivering. A
+    # younger one is most likely still being delivered by a live instance.
+    orphaned_before = utcnow() - ORPHANED_AFTER
+    delivered = {
+        row.id: row.delivered or row.created_at > orphaned_before
+        for row in conn.execute(
+            select(message_t.c.id, message_t.c.delivered, message_t.c.created_at).where(where)
+        )
+    }
+    return {
+        (m.conv_id, m.sender_id, m.client_msg_id): _Copy(m, delivered[m.id])
+        for m in load_messages(conn, where)
+    }
 
 
 def _reply_targets(conn: Connection, items: Sequence[SendItem]) -> dict[str, str]:
@@ -257,6 +308,11 @@ def mark_delivered(engine: Engine, message_ids: Sequence[str]) -> None:
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SET LOCAL synchronous_commit = off"))
+        _mark_delivered_in(conn, message_ids)
+
+
+def _mark_delivered_in(conn: Connection, message_ids: Sequence[str]) -> None:
+    if message_ids:
         conn.execute(
             update(message_t).where(message_t.c.id.in_(list(message_ids))).values(delivered=True)
         )
