@@ -1,11 +1,11 @@
-"""An asyncio face on paho-mqtt's own network thread.
+"""An asyncio MQTT 5 client: paho-mqtt's protocol code driven by the event loop.
 
-Why not a plain aiomqtt loop: see docs/architecture.md ("Latency"). In short,
-three things make a Python relay fast, and this module does all of them:
+Why not a plain aiomqtt loop, and why not paho's own thread: see
+docs/architecture.md ("Latency"). In short:
 - TCP_NODELAY on the socket (the broker sets it too: `set_tcp_nodelay true`), or
   Nagle meets delayed ACKs and every hop waits ~40 ms;
-- the network runs on paho's thread, so reading and writing never wait for the
-  event loop, and the loop never waits for the network;
+- paho reads and writes from the event loop (`add_reader`/`add_writer`), so no
+  thread competes for the GIL with the loop and no packet crosses threads;
 - `publish` returns a future at once; callers gather them instead of awaiting
   each PUBACK before taking the next message.
 
@@ -13,24 +13,26 @@ With `manual_ack=True` an inbound QoS 1 message is acknowledged only when the
 caller says so (`Inbound.ack()`), after its work is committed: a crash before
 that makes the broker deliver it again.
 
-Invariant: paho callbacks run on the network thread and touch no asyncio state
-directly; they hand over with `call_soon_threadsafe`. Because `publish` and
-`subscribe` are called on the loop thread, a completion scheduled by the network
-thread always runs after the caller registered its future.
+Reconnecting is ours (paho only reconnects in its own thread): after an
+unexpected loss the client connects again with backoff, forever, unless the
+broker refused the credentials. The blocking part of a connect (TCP connect and
+WebSocket handshake) runs in a worker thread; paho's socket callbacks that fire
+there are handed to the loop with `call_soon_threadsafe`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-from collections import deque
-from collections.abc import AsyncIterator, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -38,6 +40,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 log = logging.getLogger(__name__)
 
 Transport = Literal["tcp", "websockets"]
+MISC_INTERVAL = 1.0  # keepalive pings and timeouts (paho's loop_misc)
 
 
 class MqttError(Exception):
@@ -87,12 +90,10 @@ class Inbound:
             self._client.ack(self.mid, self.qos)
 
 
-def _set_nodelay(_client: paho.Client, _userdata: Any, sock: Any) -> None:
-    raw = getattr(sock, "_socket", sock)  # paho's WebsocketWrapper keeps the TCP socket there
-    try:
-        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    except (OSError, AttributeError):  # a Unix socket, or a wrapper without one
-        log.debug("TCP_NODELAY not set on %r", sock)
+def _raw_socket(sock: Any) -> socket.socket:
+    # paho's WebsocketWrapper keeps the TCP socket in `_socket`.
+    raw: socket.socket = getattr(sock, "_socket", sock)
+    return raw
 
 
 class AsyncMqtt:
@@ -119,41 +120,45 @@ class AsyncMqtt:
         self._session_expiry = session_expiry
         self._receive_maximum = receive_maximum
         self._reconnect = reconnect
+        self._max_backoff = max_backoff
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=paho.MQTTv5,
             transport=endpoint.transport,
             manual_ack=manual_ack,
-            reconnect_on_failure=reconnect,
         )
         if endpoint.transport == "websockets":
             self._client.ws_set_options(path=endpoint.ws_path)
         self._client.username_pw_set(username, password)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(max_backoff)))
         if will is not None:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain)
-        self._client.on_socket_open = _set_nodelay
-        self._client.on_connect = self._on_connect_thread
-        self._client.on_disconnect = self._on_disconnect_thread
-        self._client.on_message = self._on_message_thread
-        self._client.on_publish = self._on_publish_thread
-        self._client.on_subscribe = self._on_subscribe_thread
+        self._client.on_socket_open = self._on_socket_open
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_publish = self._on_publish
+        self._client.on_subscribe = self._on_subscribe
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._first_connect: asyncio.Future[None] | None = None
         self._pending_pub: dict[int, asyncio.Future[None]] = {}
         self._pending_sub: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._subscriptions: dict[str, int] = {}
         self._messages: asyncio.Queue[Inbound] = asyncio.Queue()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._misc_task: asyncio.Task[None] | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closing = False
         self.connected = asyncio.Event()
         self.disconnected = asyncio.Event()
         self.connect_count = 0
         self.refused: MqttError | None = None
-        self._handoff: deque[tuple[Any, tuple[Any, ...]]] = deque()
-        self._drain_scheduled = False
-        self._tasks: set[asyncio.Task[list[int]]] = set()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -166,32 +171,57 @@ class AsyncMqtt:
 
     async def connect(self, timeout: float = 10.0) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._closing = False
         self._first_connect = self._loop.create_future()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = self._session_expiry
         props.ReceiveMaximum = self._receive_maximum
+        # Stores the parameters only; `_open` makes the connection.
+        self._client.connect_async(
+            self.endpoint.host,
+            self.endpoint.port,
+            keepalive=30,
+            clean_start=self._clean_start,
+            properties=props,
+        )
         try:
-            self._client.connect_async(
-                self.endpoint.host,
-                self.endpoint.port,
-                keepalive=30,
-                clean_start=self._clean_start,
-                properties=props,
-            )
-        except (OSError, ValueError) as exc:
-            raise ConnectFailed(str(exc)) from exc
-        self._client.loop_start()
-        try:
-            await asyncio.wait_for(asyncio.shield(self._first_connect), timeout)
-        except (TimeoutError, MqttError):
-            self._client.loop_stop()
-            if self._first_connect.done() and self._first_connect.exception():
-                raise
+            async with asyncio.timeout(timeout):
+                await self._open()
+                await asyncio.shield(self._first_connect)
+        except TimeoutError:
+            self._abandon()
             raise ConnectFailed(f"no CONNACK from {self.endpoint} in {timeout}s") from None
+        except MqttError:
+            self._abandon()
+            raise
+        except (OSError, ValueError) as exc:
+            self._abandon()
+            raise ConnectFailed(f"{self.endpoint}: {exc}") from exc
+
+    async def _open(self) -> None:
+        """TCP connect (+ WebSocket handshake) and send CONNECT; off the loop."""
+        loop = self._require_loop()
+        rc = await loop.run_in_executor(None, self._client.reconnect)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise ConnectFailed(f"{self.endpoint}: {paho.error_string(rc)}")
+
+    def _abandon(self) -> None:
+        self._closing = True
+        with contextlib.suppress(Exception):
+            self._client._sock_close()
 
     async def disconnect(self) -> None:
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+        if self.connected.is_set():
+            self._client.disconnect()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.disconnected.wait(), 2)
+        self._client._sock_close()
+        for task in [*self._tasks, *(t for t in (self._misc_task,) if t is not None)]:
+            task.cancel()
         pending: list[asyncio.Future[Any]] = [
             *self._pending_pub.values(),
             *self._pending_sub.values(),
@@ -203,20 +233,26 @@ class AsyncMqtt:
         self._pending_sub.clear()
 
     def drop_connection(self) -> None:
-        """Close the socket without DISCONNECT: the broker publishes the Last Will."""
+        """Cut the connection without DISCONNECT: the broker publishes the Last Will,
+        and the client reconnects as after any network loss."""
         sock = self._client.socket()
         if sock is not None:
-            sock.close()
+            with contextlib.suppress(OSError):
+                _raw_socket(sock).shutdown(socket.SHUT_RDWR)
 
     # --- operations ------------------------------------------------------------------
 
     def publish(
         self, topic: str, payload: bytes | str, qos: int = 1, retain: bool = False
     ) -> asyncio.Future[None]:
-        """Queue a publish; the future completes when the broker acknowledged it."""
+        """Queue a publish; the future completes when the broker acknowledged it.
+
+        While disconnected, QoS 1 publishes wait in paho and go out after the
+        reconnect (the future completes then)."""
         loop = self._require_loop()
         info = self._client.publish(topic, payload, qos=qos, retain=retain)
         future: asyncio.Future[None] = loop.create_future()
+        # The PUBACK cannot have arrived yet: paho writes from the loop, later.
         if qos == 0:
             future.set_result(None)
         else:
@@ -224,7 +260,7 @@ class AsyncMqtt:
         return future
 
     async def subscribe(self, filters: Iterable[tuple[str, int]]) -> list[int]:
-        """Subscribe and remember the filters (re-subscribed if a session is lost).
+        """Subscribe and remember the filters (subscribed again after a reconnect).
 
         Returns the granted QoS per filter, or 128+ for a refusal.
         """
@@ -261,65 +297,92 @@ class AsyncMqtt:
             raise MqttError("not connected yet")
         return self._loop
 
-    # --- paho callbacks (network thread) ---------------------------------------------
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = self._require_loop().create_task(coro, name=f"{self.client_id}:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
-    def _call(self, func: Any, *args: Any) -> None:
-        """Hand a completion to the loop thread.
+    # --- sockets: paho asks, the event loop watches -----------------------------------
 
-        Completions queue in a deque and the loop is woken once per drain, not per
-        packet: under load one wake-up carries many, which saves the self-pipe
-        write and the GIL hand-over that each `call_soon_threadsafe` costs.
-        Ordering argument: the flag is cleared before draining, and a producer
-        appends before it reads the flag, so nothing is left behind.
-        """
-        self._handoff.append((func, args))
-        if not self._drain_scheduled:
-            self._drain_scheduled = True
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self._drain_handoff)
-
-    def _drain_handoff(self) -> None:
-        self._drain_scheduled = False
-        handoff = self._handoff
-        while handoff:
-            func, args = handoff.popleft()
+    def _on_loop(self, func: Callable[..., None], *args: Any) -> None:
+        """Run on the loop thread: now if we are on it, else as soon as it can."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
             func(*args)
+        else:
+            loop.call_soon_threadsafe(func, *args)
 
-    def _on_connect_thread(
+    def _on_socket_open(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        with contextlib.suppress(OSError):
+            _raw_socket(sock).setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._on_loop(self._watch, sock)
+
+    def _watch(self, sock: Any) -> None:
+        loop = self._require_loop()
+        loop.add_reader(sock, self._readable)
+        if self._misc_task is None or self._misc_task.done():
+            self._misc_task = loop.create_task(self._misc_forever(), name="mqtt-misc")
+
+    def _readable(self) -> None:
+        self._client.loop_read()
+
+    def _on_socket_close(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._unwatch, sock)
+
+    def _unwatch(self, sock: Any) -> None:
+        loop = self._require_loop()
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(sock)
+            loop.remove_writer(sock)
+
+    def _on_register_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._watch_write, sock)
+
+    def _watch_write(self, sock: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._require_loop().add_writer(sock, self._client.loop_write)
+
+    def _on_unregister_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
+        self._on_loop(self._unwatch_write, sock)
+
+    def _unwatch_write(self, sock: Any) -> None:
+        with contextlib.suppress(ValueError, OSError):
+            self._require_loop().remove_writer(sock)
+
+    async def _misc_forever(self) -> None:
+        """Keepalive pings and timeouts, once a second while a socket is open."""
+        while self._client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110
+            await asyncio.sleep(MISC_INTERVAL)
+
+    async def _reconnect_forever(self) -> None:
+        delay = 0.1
+        while not self._closing and self.refused is None:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._max_backoff)
+            try:
+                await self._open()
+            except (OSError, MqttError, ValueError) as exc:
+                log.info("mqtt %s: reconnect failed: %s", self.client_id, exc)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.connected.wait(), 10)
+            if self.connected.is_set():
+                return
+
+    # --- paho callbacks (always on the loop thread) ------------------------------------
+
+    def _on_connect(
         self, _c: paho.Client, _u: Any, flags: Any, reason: ReasonCode, _p: Any
     ) -> None:
-        self._call(self._on_connect, reason, bool(getattr(flags, "session_present", False)))
-
-    def _on_disconnect_thread(
-        self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
-    ) -> None:
-        self._call(self._on_disconnect, reason)
-
-    def _on_message_thread(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
-        inbound = Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, client)
-        self._call(self._messages.put_nowait, inbound)
-
-    def _on_publish_thread(
-        self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any
-    ) -> None:
-        self._call(self._on_published, mid, reason)
-
-    def _on_subscribe_thread(
-        self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Any
-    ) -> None:
-        self._call(self._on_subscribed, mid, codes)
-
-    # --- completions (loop thread) ---------------------------------------------------
-
-    def _on_connect(self, reason: ReasonCode, session_present: bool) -> None:
         first = self._first_connect
         if reason.is_failure:
             if reason.value in (0x86, 0x87, 0x85):  # bad credentials, not authorized, bad id
                 # Credentials do not heal by retrying (a revoked device): stop here.
                 error: MqttError = NotAuthorized(str(reason))
                 self.refused = error
-                self._client.disconnect()
             else:
                 error = ConnectFailed(str(reason))
             if first is not None and not first.done():
@@ -336,19 +399,32 @@ class AsyncMqtt:
             # a Mosquitto 2.0 restart a kept `$share` subscription was not served
             # (tests/integration/test_order_and_faults.py), and subscribing twice
             # to the same filter is harmless.
-            task = asyncio.get_running_loop().create_task(
-                self._send_subscribe(list(self._subscriptions.items())), name="resubscribe"
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._send_subscribe(list(self._subscriptions.items())), "resubscribe")
 
-    def _on_disconnect(self, reason: ReasonCode) -> None:
+    def _on_disconnect(
+        self, _c: paho.Client, _u: Any, _f: Any, reason: ReasonCode, _p: Any
+    ) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
         self.disconnected.set()
         if reason.is_failure:
             log.info("mqtt %s: disconnected: %s", self.client_id, reason)
+        reconnecting = self._reconnecting is not None and not self._reconnecting.done()
+        if (
+            was_connected
+            and self._reconnect
+            and not self._closing
+            and self.refused is None
+            and not reconnecting
+        ):
+            self._reconnecting = self._spawn(self._reconnect_forever(), "reconnect")
 
-    def _on_published(self, mid: int, reason: ReasonCode) -> None:
+    def _on_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self._messages.put_nowait(
+            Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, client)
+        )
+
+    def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         future = self._pending_pub.pop(mid, None)
         if future is None or future.done():
             return
@@ -357,7 +433,9 @@ class AsyncMqtt:
         else:
             future.set_result(None)
 
-    def _on_subscribed(self, mid: int, codes: list[ReasonCode]) -> None:
+    def _on_subscribe(
+        self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Any
+    ) -> None:
         future = self._pending_sub.pop(mid, None)
         if future is not None and not future.done():
             future.set_result(codes)

@@ -21,6 +21,12 @@ MAX_ABOVE = 10_000
 class _ConvSeq:
     floor: int
     above: set[int] = field(default_factory=set)
+    # A conversation first met through a live message with seq s: what lies
+    # below s is unknown, not seen, so seqs up to `soft_limit` (s - 1) count as
+    # seen only once they arrive (kept in `below`). With several persistence
+    # instances, seq 1 may arrive just after seq 2.
+    soft_limit: int = 0
+    below: set[int] = field(default_factory=set)
 
     def compact(self) -> None:
         while self.floor + 1 in self.above:
@@ -39,7 +45,13 @@ class SeqTracker:
 
     def seen(self, conv_id: str, seq: int) -> bool:
         state = self._convs.get(conv_id)
-        return state is not None and (seq <= state.floor or seq in state.above)
+        if state is None:
+            return False
+        if seq <= state.soft_limit:
+            return seq in state.below
+        if seq <= state.floor:
+            return True
+        return seq in state.above
 
     def add(self, conv_id: str, seq: int) -> None:
         """Mark `seq` seen. The first seq of an unknown conversation is its baseline:
@@ -47,16 +59,20 @@ class SeqTracker:
         it on the first live message would be a surprise (use `seed` to set it)."""
         state = self._convs.get(conv_id)
         if state is None:
-            self._convs[conv_id] = _ConvSeq(floor=seq)
+            self._convs[conv_id] = _ConvSeq(floor=seq, soft_limit=seq - 1)
             return
         if seq > state.floor:
             state.above.add(seq)
             state.compact()
+        elif seq <= state.soft_limit and len(state.below) < MAX_ABOVE:
+            state.below.add(seq)
 
     def seed(self, conv_id: str, seq: int) -> None:
         """Treat every seq up to `seq` as seen (after loading history, say)."""
         state = self._convs.setdefault(conv_id, _ConvSeq(floor=seq))
         state.floor = seq
+        state.soft_limit = 0
+        state.below.clear()
         state.above = {s for s in state.above if s > seq}
         state.compact()
 

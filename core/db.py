@@ -29,7 +29,9 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+    """`pre_ping` tests each pooled connection before use (a round trip): right
+    for the API, wasted on a service that retries failed batches anyway."""
     url = normalise_url(url)
     if is_sqlite(url):
         path = url.removeprefix("sqlite:///")
@@ -38,7 +40,7 @@ def make_engine(url: str, *, pool_size: int = 5) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 
 from bridge.mqtt import Endpoint
 from bridge.service import ServiceRuntime
 from core.config import get_settings
-from core.db import make_engine
 from core.logs import setup_logging
 from services.persistence.service import PersistenceService
-from services.persistence.writer import DatabaseThread
+from services.persistence.writer import Database
 
 
 async def main() -> None:
-    # Three threads share the GIL here (event loop, paho's network thread, the
-    # database thread). A thread that wants the GIL waits up to the switch
-    # interval (5 ms by default) for the holder to yield: that wait was most of
-    # the latency under load. 0.5 ms keeps hand-overs quick.
-    sys.setswitchinterval(0.0005)
     settings = get_settings()
     setup_logging(settings.log_level, f"persistence-{settings.instance}")
-    engine = make_engine(settings.effective_database_url)
-    db = DatabaseThread(engine)
+    db = Database(settings.effective_database_url)
     runtime = ServiceRuntime(
         "persistence",
         settings.instance,
@@ -41,8 +33,7 @@ async def main() -> None:
     try:
         await runtime.run(stop)
     finally:
-        db.close()
-        engine.dispose()
+        await db.close()
 
 
 async def _start_when_ready(runtime: ServiceRuntime, service: PersistenceService) -> None:

@@ -34,7 +34,7 @@ from services.persistence.delivery import (
     to_deliver,
 )
 from services.persistence.store import Outcome, Rejected, SendItem
-from services.persistence.writer import BatchWriter, DatabaseThread
+from services.persistence.writer import BatchWriter, Database
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ MARK_INTERVAL_SECONDS = 0.2
 
 
 class PersistenceService:
-    def __init__(self, runtime: ServiceRuntime, db: DatabaseThread, settings: Settings) -> None:
+    def __init__(self, runtime: ServiceRuntime, db: Database, settings: Settings) -> None:
         self.runtime = runtime
         self.mqtt = runtime.mqtt
         self.db = db
@@ -90,16 +90,16 @@ class PersistenceService:
         if isinstance(outcome, Rejected):
             log.info("rejected send on %s: %s (%s)", message.topic, outcome.code, outcome.message)
         pending = to_deliver(outcome)
-        ack = publish_ack(self.mqtt, up.user_id, ack_for(up.conv_id, client_msg_id, outcome))
         if pending is None:
-            await ack
+            await publish_ack(self.mqtt, up.user_id, ack_for(up.conv_id, client_msg_id, outcome))
             return
-        # Delivery copies were queued before the ack (publishes leave in order).
-        # The mark is recorded as soon as the broker has every copy; a re-send
-        # that beats it to the database is still not delivered twice while the
-        # original is young (store.ORPHANED_AFTER).
+        # Copies first, then the ack (publishes leave in order). The mark is
+        # recorded as soon as the broker has every copy; a re-send that beats it
+        # to the database is still not delivered twice while the original is
+        # young (store.ORPHANED_AFTER).
         delivered = asyncio.gather(*deliver_after_commit(self.mqtt, *pending))
         delivered.add_done_callback(partial(self._record_delivery, pending[0].id))
+        ack = publish_ack(self.mqtt, up.user_id, ack_for(up.conv_id, client_msg_id, outcome))
         await asyncio.gather(delivered, ack)
 
     def _record_delivery(self, message_id: str, done: asyncio.Future[list[None]]) -> None:

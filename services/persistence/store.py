@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import BindParameter
 
 from bridge.wire.messaging import MediaInfo, SendMessage, StoredMessage
 from core.ids import new_id
@@ -35,6 +36,27 @@ message_t = Message.__table__  # type: ignore[attr-defined]
 media_t = Media.__table__  # type: ignore[attr-defined]
 
 ORPHANED_AFTER = timedelta(seconds=1)
+# The hot path's statements, built once: constructing a statement and its cache
+# key costs more CPU than running it on a local database.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_LOCK_WITH_MEMBERS = (
+    select(conversation_t.c.id, conversation_t.c.last_seq, member_t.c.user_id)
+    .join(member_t, member_t.c.conv_id == conversation_t.c.id, isouter=True)
+    .where(conversation_t.c.id.in_(_IDS))
+    .order_by(conversation_t.c.id)
+    .with_for_update(of=conversation_t)
+)
+_MEMBERS = select(member_t.c.conv_id, member_t.c.user_id).where(member_t.c.conv_id.in_(_IDS))
+_MEDIA = select(media_t).where(media_t.c.id.in_(_IDS))
+_REPLY_TARGETS = select(message_t.c.id, message_t.c.conv_id).where(message_t.c.id.in_(_IDS))
+_INSERT_MESSAGES = message_t.insert()
+_MOVE_LAST_SEQ = (
+    update(conversation_t)
+    .where(conversation_t.c.id == bindparam("b_id"))
+    .values(last_seq=bindparam("b_seq"), last_message_at=bindparam("b_at"))
+)
+_MARK_DELIVERED = update(message_t).where(message_t.c.id.in_(_IDS)).values(delivered=True)
+
 MEDIA_KIND_FOR_MESSAGE = {"image": "image", "audio": "audio"}  # "file" takes any media
 
 
@@ -101,10 +123,7 @@ def stored_message(row: Any, media: MediaInfo | None) -> StoredMessage:
 
 def members_of(conn: Connection, conv_ids: Iterable[str]) -> dict[str, list[str]]:
     members: dict[str, list[str]] = defaultdict(list)
-    query = select(member_t.c.conv_id, member_t.c.user_id).where(
-        member_t.c.conv_id.in_(list(conv_ids))
-    )
-    for row in conn.execute(query):
+    for row in conn.execute(_MEMBERS, {"ids": list(conv_ids)}):
         members[row.conv_id].append(row.user_id)
     return members
 
@@ -112,7 +131,7 @@ def members_of(conn: Connection, conv_ids: Iterable[str]) -> dict[str, list[str]
 def _media_by_id(conn: Connection, media_ids: Sequence[str]) -> dict[str, Any]:
     if not media_ids:
         return {}
-    return {row.id: row for row in conn.execute(select(media_t).where(media_t.c.id.in_(media_ids)))}
+    return {row.id: row for row in conn.execute(_MEDIA, {"ids": list(media_ids)})}
 
 
 def load_messages(
@@ -156,13 +175,7 @@ def _lock_with_members(
     conn: Connection, conv_ids: Sequence[str]
 ) -> tuple[dict[str, int], dict[str, list[str]]]:
     """Lock the conversations (sorted: no deadlocks) and read their members, at once."""
-    rows = conn.execute(
-        select(conversation_t.c.id, conversation_t.c.last_seq, member_t.c.user_id)
-        .join(member_t, member_t.c.conv_id == conversation_t.c.id, isouter=True)
-        .where(conversation_t.c.id.in_(conv_ids))
-        .order_by(conversation_t.c.id)
-        .with_for_update(of=conversation_t)
-    )
+    rows = conn.execute(_LOCK_WITH_MEMBERS, {"ids": list(conv_ids)})
     last_seq: dict[str, int] = {}
     members: dict[str, list[str]] = defaultdict(list)
     for row in rows:
@@ -211,12 +224,10 @@ def _store_in(
         outcomes.append(Stored(message, tuple(members[item.conv_id])))
 
     if new_rows:
-        conn.execute(message_t.insert(), new_rows)
+        conn.execute(_INSERT_MESSAGES, new_rows)
         touched = {row["conv_id"] for row in new_rows}
         conn.execute(
-            update(conversation_t)
-            .where(conversation_t.c.id == bindparam("b_id"))
-            .values(last_seq=bindparam("b_seq"), last_message_at=bindparam("b_at")),
+            _MOVE_LAST_SEQ,
             [{"b_id": c, "b_seq": last_seq[c], "b_at": now} for c in sorted(touched)],
         )
     return outcomes
@@ -292,8 +303,7 @@ def _reply_targets(conn: Connection, items: Sequence[SendItem]) -> dict[str, str
     ids = sorted({i.body.reply_to for i in items if i.body.reply_to})
     if not ids:
         return {}
-    query = select(message_t.c.id, message_t.c.conv_id).where(message_t.c.id.in_(ids))
-    return {row.id: row.conv_id for row in conn.execute(query)}
+    return {row.id: row.conv_id for row in conn.execute(_REPLY_TARGETS, {"ids": ids})}
 
 
 # --- delivery bookkeeping (the outbox) -------------------------------------------------
@@ -313,9 +323,7 @@ def mark_delivered(engine: Engine, message_ids: Sequence[str]) -> None:
 
 def _mark_delivered_in(conn: Connection, message_ids: Sequence[str]) -> None:
     if message_ids:
-        conn.execute(
-            update(message_t).where(message_t.c.id.in_(list(message_ids))).values(delivered=True)
-        )
+        conn.execute(_MARK_DELIVERED, {"ids": list(message_ids)})
 
 
 def undelivered(engine: Engine, older_than: timedelta, limit: int = 500) -> list[Stored]:

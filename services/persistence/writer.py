@@ -1,12 +1,22 @@
-"""Group commit: messages queue here and are stored a batch at a time.
+"""The database as the persistence service uses it, and group commit.
 
-One batch runs at a time per process, on a single database thread, so items of a
-conversation keep their arrival order; while a batch is in the database the next
-one fills up. Under load batches grow (fewer commits per message); at low rates a
-batch is one message and adds no wait.
+Everything runs on the event loop's thread. The store's code is plain
+synchronous SQLAlchemy; it runs:
+- on PostgreSQL, through SQLAlchemy's asyncio engine (psycopg's async mode)
+  inside `greenlet_spawn`, so each round trip awaits and the loop keeps serving
+  the broker meanwhile;
+- on SQLite, inline: a local transaction takes a fraction of a millisecond,
+  less than handing it to a thread and back would cost.
+Why not a worker thread: every hand-over between the loop and a database thread
+waits for the GIL, which measured ~1 ms per message (docs/architecture.md).
 
-A database outage does not lose anything: the batch is retried with backoff and
-its MQTT messages stay unacknowledged until it commits.
+`BatchWriter`: messages queue in arrival order and are stored a batch per
+transaction, one batch at a time, so items of a conversation keep their order;
+while a batch is in the database the next one fills up. At low rates a batch is
+one message and adds no wait.
+
+A database outage loses nothing: the batch is retried with backoff and its MQTT
+messages stay unacknowledged until it commits.
 """
 
 from __future__ import annotations
@@ -14,11 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
+
+from core.db import is_sqlite, make_engine, normalise_url
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +39,27 @@ ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 
 
-class DatabaseThread:
-    """The one thread this process talks to the database on, with retry for outages."""
+class Database:
+    """Runs synchronous store functions `func(engine, *args)` without a thread."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db")
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self._async: AsyncEngine | None = None
+        if is_sqlite(normalise_url(url)):
+            self.engine: Engine = make_engine(url, pre_ping=False)
+        else:
+            self._async = create_async_engine(
+                normalise_url(url), pool_size=pool_size, max_overflow=pool_size
+            )
+            self.engine = self._async.sync_engine
 
     async def run(self, func: Callable[..., ResultT], *args: object) -> ResultT:
-        loop = asyncio.get_running_loop()
         delay = 0.05
         while True:
             try:
-                return await loop.run_in_executor(self._executor, func, self.engine, *args)
+                if self._async is not None:
+                    result: ResultT = await greenlet_spawn(func, self.engine, *args)
+                    return result
+                return func(self.engine, *args)
             except (OperationalError, DBAPIError) as exc:
                 if not _is_transient(exc):
                     raise
@@ -46,8 +67,11 @@ class DatabaseThread:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
+    async def close(self) -> None:
+        if self._async is not None:
+            await self._async.dispose()
+        else:
+            self.engine.dispose()
 
 
 def _is_transient(exc: DBAPIError) -> bool:
@@ -59,7 +83,7 @@ def _is_transient(exc: DBAPIError) -> bool:
 class BatchWriter(Generic[ItemT, ResultT]):
     def __init__(
         self,
-        db: DatabaseThread,
+        db: Database,
         store: Callable[[Engine, Sequence[ItemT]], list[ResultT]],
         *,
         batch_max: int,
