@@ -27,6 +27,7 @@ import contextlib
 import logging
 import socket
 import threading
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -41,6 +42,11 @@ log = logging.getLogger(__name__)
 
 Transport = Literal["tcp", "websockets"]
 MISC_INTERVAL = 1.0  # keepalive pings and timeouts (paho's loop_misc)
+# QoS 1 publishes on the wire awaiting their PUBACK; more wait in our queue. Below
+# the broker's receive maximum (`max_inflight_messages` in mosquitto.conf). Done
+# here rather than by paho, whose limit rescans every queued message on each
+# PUBACK (quadratic under a backlog).
+MAX_IN_FLIGHT = 500
 
 
 class MqttError(Exception):
@@ -131,7 +137,7 @@ class AsyncMqtt:
         if endpoint.transport == "websockets":
             self._client.ws_set_options(path=endpoint.ws_path)
         self._client.username_pw_set(username, password)
-        self._client.max_inflight_messages_set(1000)
+        self._client.max_inflight_messages_set(0)  # unlimited: see MAX_IN_FLIGHT
         self._client.max_queued_messages_set(0)
         if will is not None:
             self._client.will_set(will.topic, will.payload, will.qos, will.retain)
@@ -148,6 +154,7 @@ class AsyncMqtt:
         self._loop_thread = 0
         self._first_connect: asyncio.Future[None] | None = None
         self._pending_pub: dict[int, asyncio.Future[None]] = {}
+        self._held: deque[tuple[str, bytes | str, bool, asyncio.Future[None]]] = deque()
         self._pending_sub: dict[int, asyncio.Future[list[ReasonCode]]] = {}
         self._subscriptions: dict[str, int] = {}
         self._messages: asyncio.Queue[Inbound] = asyncio.Queue()
@@ -249,15 +256,26 @@ class AsyncMqtt:
 
         While disconnected, QoS 1 publishes wait in paho and go out after the
         reconnect (the future completes then)."""
-        loop = self._require_loop()
-        info = self._client.publish(topic, payload, qos=qos, retain=retain)
-        future: asyncio.Future[None] = loop.create_future()
-        # The PUBACK cannot have arrived yet: paho writes from the loop, later.
+        future: asyncio.Future[None] = self._require_loop().create_future()
         if qos == 0:
+            self._client.publish(topic, payload, qos=0, retain=retain)
             future.set_result(None)
+        elif len(self._pending_pub) >= MAX_IN_FLIGHT or self._held:
+            self._held.append((topic, payload, retain, future))
         else:
-            self._pending_pub[info.mid] = future
+            self._send_qos1(topic, payload, retain, future)
         return future
+
+    def _send_qos1(
+        self, topic: str, payload: bytes | str, retain: bool, future: asyncio.Future[None]
+    ) -> None:
+        info = self._client.publish(topic, payload, qos=1, retain=retain)
+        # The PUBACK cannot have arrived yet: paho writes from the loop, later.
+        self._pending_pub[info.mid] = future
+
+    def _release_held(self) -> None:
+        while self._held and len(self._pending_pub) < MAX_IN_FLIGHT:
+            self._send_qos1(*self._held.popleft())
 
     async def subscribe(self, filters: Iterable[tuple[str, int]]) -> list[int]:
         """Subscribe and remember the filters (subscribed again after a reconnect).
@@ -426,6 +444,8 @@ class AsyncMqtt:
 
     def _on_publish(self, _c: paho.Client, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         future = self._pending_pub.pop(mid, None)
+        if self._held:
+            self._release_held()
         if future is None or future.done():
             return
         if reason.is_failure:

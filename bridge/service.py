@@ -21,8 +21,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from paho.mqtt.client import topic_matches_sub
-
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, ConnectFailed, Endpoint, Inbound, NotAuthorized, Will
 from bridge.wire.service import ServiceStatus
@@ -148,7 +146,7 @@ class ServiceRuntime:
     async def _dispatch(self) -> None:
         async for message in self.mqtt.messages():
             route = next(
-                (r for r in self.routes if topic_matches_sub(r.topic_filter, message.topic)), None
+                (r for r in self.routes if topics.matches(r.topic_filter, message.topic)), None
             )
             if route is None:
                 log.warning("no handler for %s; acknowledged and dropped", message.topic)

@@ -121,5 +121,18 @@ def shared(group: str, topic_filter: str) -> str:
     return f"$share/{group}/{topic_filter}"
 
 
+def matches(topic_filter: str, topic: str) -> bool:
+    """MQTT filter matching (`+` one level, `#` the rest), without paho's
+    per-call matcher tree: the service runtime does this for every message."""
+    filter_parts = topic_filter.split("/")
+    topic_parts = topic.split("/")
+    for index, part in enumerate(filter_parts):
+        if part == "#":
+            return True
+        if index >= len(topic_parts) or (part != "+" and part != topic_parts[index]):
+            return False
+    return len(filter_parts) == len(topic_parts)
+
+
 def topic_ids_valid(*ids: str) -> bool:
     return all(is_valid_id(i) for i in ids)
