@@ -29,6 +29,7 @@ from bridge.wire.messaging import MediaInfo, SendMessage, StoredMessage
 from core.ids import new_id
 from core.models import Conversation, Media, Member, Message
 from core.timefmt import to_wire, utcnow
+from services.persistence import store_pg
 
 conversation_t = Conversation.__table__  # type: ignore[attr-defined]
 member_t = Member.__table__  # type: ignore[attr-defined]
@@ -160,6 +161,11 @@ def store_batch(
     decided again with the earlier copies read first. `mark_delivered_ids` rides
     along in the same transaction (see `mark_delivered`).
     """
+    if store_pg.applies(engine, items):
+        fast = _store_texts_fast(engine, items, mark_delivered_ids)
+        if fast is not None:
+            return fast
+        # A re-send: the statement failed whole, marks included; on with them.
     # Marks first: a re-send in this batch must see its original as delivered.
     try:
         with engine.begin() as conn:
@@ -169,6 +175,49 @@ def store_batch(
         with engine.begin() as conn:
             _mark_delivered_in(conn, mark_delivered_ids)
             return _store_in(conn, items, look_for_copies=True)
+
+
+def _store_texts_fast(
+    engine: Engine, items: Sequence[SendItem], marks: Sequence[str]
+) -> list[Outcome] | None:
+    """PostgreSQL, plain texts: one round trip (store_pg.py). None: take the
+    generic path for the whole batch (a re-send; nothing was written)."""
+    now = utcnow()
+    try:
+        ids, stored = store_pg.store_texts(engine, items, marks, now)
+    except IntegrityError:
+        return None
+    outcomes: list[Outcome | None] = []
+    left_out: list[SendItem] = []
+    for item, message_id in zip(items, ids, strict=True):
+        if message_id not in stored:
+            outcomes.append(None)
+            left_out.append(item)
+            continue
+        seq, member_ids = stored[message_id]
+        message = StoredMessage(
+            id=message_id,
+            conv_id=item.conv_id,
+            seq=seq,
+            sender_id=item.sender_id,
+            kind="text",
+            text=item.body.text,
+            media=None,
+            reply_to=None,
+            client_msg_id=item.body.client_msg_id,
+            created_at=to_wire(now),
+        )
+        outcomes.append(Stored(message, tuple(member_ids)))
+    if left_out:
+        # Not a member, or no such conversation: the generic path says which.
+        decided = iter(store_batch_generic(engine, left_out))
+        return [o if o is not None else next(decided) for o in outcomes]
+    return [o for o in outcomes if o is not None]
+
+
+def store_batch_generic(engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
+    with engine.begin() as conn:
+        return _store_in(conn, items, look_for_copies=True)
 
 
 def _lock_with_members(
