@@ -25,7 +25,7 @@ from api.media.storage import MediaNotFound, temp_dir
 from api.schemas import MediaOut
 from core.ids import is_valid_id, new_id
 from core.models import Media
-from services.persistence.store import media_url, member_t, message_t
+from services.persistence.store import media_info, member_t, message_t
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 CHUNK = 256 * 1024
@@ -86,17 +86,7 @@ def upload(
     )
     session.add(media)
     session.commit()
-    return MediaOut(
-        media_id=media.id,
-        mime=media.mime,
-        size=media.size,
-        url=media_url(media.id),
-        name=media.name,
-        kind=media.kind,
-        width=media.width,
-        height=media.height,
-        duration_ms=media.duration_ms,
-    )
+    return MediaOut(kind=media.kind, **media_info(media).model_dump())
 
 
 def _copy_capped(file: UploadFile, target: Path, cap: int) -> int:

@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 from bridge import topics
 from bridge.mqtt import Inbound
 from bridge.service import ServiceRuntime
-from bridge.topics import UpKind
-from bridge.wire.base import WireError, decode
+from bridge.topics import ConvUp, UpKind
+from bridge.wire.base import M, WireError, decode
 from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, TypingUp
 from core.config import Settings
 from core.ids import is_valid_id
@@ -153,15 +153,23 @@ class PersistenceService:
 
     # --- read receipts and typing ------------------------------------------------------
 
-    async def on_read(self, message: Inbound) -> None:
+    @staticmethod
+    def _parse_no_ack(message: Inbound, model: type[M]) -> tuple[ConvUp, M] | None:
+        """Read receipts and typing have no ack: what cannot be parsed is logged."""
         up = topics.parse_conv_up(message.topic)
         if up is None or not is_valid_id(up.conv_id):
-            return
+            return None
         try:
-            body = decode(ReadUp, message.payload)
+            return up, decode(model, message.payload)
         except WireError as error:
-            log.info("ignored read receipt on %s: %s", message.topic, error.message)
+            log.info("ignored %s: %s", message.topic, error.message)
+            return None
+
+    async def on_read(self, message: Inbound) -> None:
+        parsed = self._parse_no_ack(message, ReadUp)
+        if parsed is None:
             return
+        up, body = parsed
         moved = await self.db.run(store.apply_read, up.conv_id, up.user_id, body.seq)
         if moved is None:
             return
@@ -174,14 +182,10 @@ class PersistenceService:
         )
 
     async def on_typing(self, message: Inbound) -> None:
-        up = topics.parse_conv_up(message.topic)
-        if up is None or not is_valid_id(up.conv_id):
+        parsed = self._parse_no_ack(message, TypingUp)
+        if parsed is None:
             return
-        try:
-            body = decode(TypingUp, message.payload)
-        except WireError as error:
-            log.info("ignored typing on %s: %s", message.topic, error.message)
-            return
+        up, body = parsed
         members = await self._members_of(up.conv_id)
         if up.user_id not in members:
             log.info("typing from non-member %s in %s ignored", up.user_id, up.conv_id)
