@@ -17,6 +17,7 @@ batch) before its first `await`, since tasks start in the order they were made.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -126,6 +127,10 @@ class ServiceRuntime:
         self.spawn(self._keep_status(), "status")
         self.spawn(self._dispatch(), "dispatch")
         self.ready.set()
+        # Everything made while starting (modules, SQLAlchemy and pydantic
+        # machinery) lives as long as the process. Left to the cyclic GC, each
+        # full collection walked it all: 60 ms pauses, measured in the bench.
+        gc.freeze()
         log.info("%s-%s running: %s", self.name, self.instance, [f for f, _ in filters])
         await stop.wait()
         await self.shutdown()
