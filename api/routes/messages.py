@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, and_, select
-from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep, StateDep
 from api.errors import ApiError
@@ -130,6 +129,3 @@ def sync(body: SyncIn, user: CurrentUser, session: SessionDep) -> SyncOut:
             )
         )
     return SyncOut(conversations=result)
-
-
-__all__ = ["Session"]

@@ -12,7 +12,8 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 
@@ -51,9 +52,8 @@ class PersistenceService:
         self.writer: BatchWriter[SendItem, Outcome] = BatchWriter(
             db, self._store_batch, batch_max=settings.store_batch_max
         )
-        # Ids of messages whose copies the broker has all accepted. Appended on
-        # the loop thread, drained on the database thread (deque: thread-safe),
-        # and written in the next batch's transaction, or alone when idle.
+        # Ids of messages whose copies the broker has all accepted, written in
+        # the next batch's transaction, or alone when no batch comes along.
         self._delivered: deque[str] = deque()
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
         runtime.route(topics.conv_up_filter(UpKind.MSG), 1, self.on_message)
@@ -106,28 +106,25 @@ class PersistenceService:
         if not done.cancelled() and done.exception() is None:
             self._delivered.append(message_id)
 
-    def _take_delivered(self) -> list[str]:
-        taken = []
-        while self._delivered:
-            taken.append(self._delivered.popleft())
-        return taken
+    @contextmanager
+    def _taking_delivered(self) -> Iterator[list[str]]:
+        """The pending delivery marks, put back if writing them fails."""
+        taken = list(self._delivered)
+        self._delivered.clear()
+        try:
+            yield taken
+        except BaseException:
+            self._delivered.extendleft(reversed(taken))
+            raise
 
     def _store_batch(self, engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
-        """On the database thread: store a batch, recording deliveries on the way."""
-        delivered = self._take_delivered()
-        try:
+        """Store a batch, recording pending deliveries in the same transaction."""
+        with self._taking_delivered() as delivered:
             return store.store_batch(engine, items, delivered)
-        except BaseException:
-            self._delivered.extendleft(reversed(delivered))
-            raise
 
     def _flush_delivered(self, engine: Engine) -> None:
-        delivered = self._take_delivered()
-        try:
+        with self._taking_delivered() as delivered:
             store.mark_delivered(engine, delivered)
-        except BaseException:
-            self._delivered.extendleft(reversed(delivered))
-            raise
 
     async def _mark_delivered_forever(self) -> None:
         """When no batch came along to carry them, write the delivery marks alone."""

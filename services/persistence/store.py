@@ -1,7 +1,8 @@
 """Storing messages and read receipts: the database half of the messaging pipeline.
 
-Everything here is synchronous and runs on one database thread per process; the
-MQTT and HTTP fronts call it with batches. One transaction stores a whole batch:
+Everything here is synchronous; the persistence service runs it on its event
+loop (services/persistence/writer.py), the API in its thread pool. One
+transaction stores a whole batch:
 
 1. lock the batch's conversation rows (sorted, so two writers never deadlock);
    every writer of a conversation, in any process, queues behind that lock, so
@@ -166,15 +167,19 @@ def store_batch(
         if fast is not None:
             return fast
         # A re-send: the statement failed whole, marks included; on with them.
-    # Marks first: a re-send in this batch must see its original as delivered.
     try:
-        with engine.begin() as conn:
-            _mark_delivered_in(conn, mark_delivered_ids)
-            return _store_in(conn, items, look_for_copies=False)
+        return _store_tx(engine, items, mark_delivered_ids, look_for_copies=False)
     except IntegrityError:
-        with engine.begin() as conn:
-            _mark_delivered_in(conn, mark_delivered_ids)
-            return _store_in(conn, items, look_for_copies=True)
+        return _store_tx(engine, items, mark_delivered_ids, look_for_copies=True)
+
+
+def _store_tx(
+    engine: Engine, items: Sequence[SendItem], marks: Sequence[str], *, look_for_copies: bool
+) -> list[Outcome]:
+    with engine.begin() as conn:
+        # Marks first: a re-send in this batch must see its original as delivered.
+        _mark_delivered_in(conn, marks)
+        return _store_in(conn, items, look_for_copies=look_for_copies)
 
 
 def _store_texts_fast(
@@ -210,14 +215,9 @@ def _store_texts_fast(
         outcomes.append(Stored(message, tuple(member_ids)))
     if left_out:
         # Not a member, or no such conversation: the generic path says which.
-        decided = iter(store_batch_generic(engine, left_out))
+        decided = iter(_store_tx(engine, left_out, (), look_for_copies=True))
         return [o if o is not None else next(decided) for o in outcomes]
     return [o for o in outcomes if o is not None]
-
-
-def store_batch_generic(engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
-    with engine.begin() as conn:
-        return _store_in(conn, items, look_for_copies=True)
 
 
 def _lock_with_members(
