@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlparse
 
+from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, Inbound
+from tests.factories import ApiUser
 
 
 def endpoint(device: dict[str, Any], transport: str = "websockets") -> Endpoint:
@@ -38,6 +42,14 @@ def device_connection(
         clean_start=True,
         reconnect=False,
     )
+
+
+@contextlib.asynccontextmanager
+async def inbox(user: ApiUser, transport: str = "websockets") -> AsyncIterator[AsyncMqtt]:
+    """A new device of `user`, connected and subscribed to the user's own topics."""
+    async with device_connection(user.device(), transport=transport) as conn:
+        assert await conn.subscribe([(topics.user_root(user.user_id), 1)]) == [1]
+        yield conn
 
 
 async def drain(conn: AsyncMqtt, quiet: float = 0.3) -> list[Inbound]:

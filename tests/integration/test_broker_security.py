@@ -10,7 +10,7 @@ from bridge import topics
 from bridge.mqtt import NotAuthorized
 from bridge.topics import UpKind
 from tests.factories import register
-from tests.integration.mqtt_helpers import device_connection, drain, text_send, wait_for
+from tests.integration.mqtt_helpers import device_connection, drain, inbox, text_send, wait_for
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ async def test_wildcards_never_reach_other_users(stack: Stack) -> None:
     api = stack.config.api_url
     alice, bob, eve = register(api, "alice"), register(api, "bob"), register(api, "eve")
     conv = alice.conversation(bob)
-    async with device_connection(alice.device()) as a, device_connection(eve.device()) as e:
+    async with inbox(alice) as a, device_connection(eve.device()) as e:
         refused = await e.subscribe(
             [
                 ("#", 1),
@@ -32,7 +32,6 @@ async def test_wildcards_never_reach_other_users(stack: Stack) -> None:
         )
         assert all(code >= 0x80 for code in refused)
         assert (await e.subscribe([(topics.user_root(eve.user_id), 1)])) == [1]
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
         await a.publish(topics.conv_up(conv, UpKind.MSG, alice.user_id), text_send("s1"))
         await wait_for(a, "/ack", client_msg_id="s1", status="stored")
         assert await drain(e) == []
@@ -42,9 +41,7 @@ async def test_publishing_as_someone_else_is_dropped_by_the_broker(stack: Stack)
     api = stack.config.api_url
     alice, bob, mallory = register(api, "alice"), register(api, "bob"), register(api, "mal")
     conv = alice.conversation(bob)
-    async with device_connection(bob.device()) as b, device_connection(mallory.device()) as m:
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
-        await m.subscribe([(topics.user_root(mallory.user_id), 1)])
+    async with inbox(bob) as b, inbox(mallory) as m:
         # Mallory speaks as Alice: the broker refuses it (MQTT 5 reason code), so
         # no service and no member ever sees it.
         forged = m.publish(topics.conv_up(conv, UpKind.MSG, alice.user_id), text_send("f1"))
@@ -60,8 +57,7 @@ async def test_a_non_member_send_is_rejected_not_member(stack: Stack) -> None:
     api = stack.config.api_url
     alice, bob, eve = register(api, "alice"), register(api, "bob"), register(api, "eve")
     conv = alice.conversation(bob)
-    async with device_connection(eve.device()) as e:
-        await e.subscribe([(topics.user_root(eve.user_id), 1)])
+    async with inbox(eve) as e:
         await e.publish(topics.conv_up(conv, UpKind.MSG, eve.user_id), text_send("n1"))
         ack = await wait_for(e, "/ack", client_msg_id="n1")
         assert ack["status"] == "rejected" and ack["error"]["code"] == "not_member"

@@ -17,7 +17,7 @@ from bridge import topics
 from bridge.mqtt import AsyncMqtt
 from bridge.topics import UpKind
 from tests.factories import ApiUser, register
-from tests.integration.mqtt_helpers import device_connection, drain, wait_for
+from tests.integration.mqtt_helpers import drain, inbox, wait_for
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -159,9 +159,7 @@ async def test_image_message_carries_its_media_and_opens_the_download(stack: Sta
     assert mine.headers["content-type"] == "image/png"
     assert_error(bob.request("GET", url), 404, "not_found")
 
-    async with device_connection(alice.device()) as a, device_connection(bob.device()) as b:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
+    async with inbox(alice) as a, inbox(bob) as b:
         up = topics.conv_up(conv, UpKind.MSG, alice.user_id)
         await a.publish(up, media_send("img1", "image", media["media_id"], text="Still new"))
         # The sender's device gets the ack and the message, in either order.
@@ -228,9 +226,7 @@ async def test_media_sends_are_checked_against_the_media(stack: Stack) -> None:
     with_eve = alice.conversation(eve)
     image = uploaded(alice, png_bytes(), name="lamp.png")
     bobs = uploaded(bob, png_bytes(16, 16), name="bobs.png")
-    async with device_connection(alice.device()) as a, device_connection(eve.device()) as e:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
-        await e.subscribe([(topics.user_root(eve.user_id), 1)])
+    async with inbox(alice) as a, inbox(eve) as e:
         up = topics.conv_up(conv, UpKind.MSG, alice.user_id)
 
         # An image is not a voice note.

@@ -12,7 +12,7 @@ import pytest
 from bridge import topics
 from bridge.topics import UpKind
 from tests.factories import register
-from tests.integration.mqtt_helpers import device_connection, drain, text_send, wait_for
+from tests.integration.mqtt_helpers import device_connection, drain, inbox, text_send, wait_for
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -63,9 +63,7 @@ async def test_resend_is_a_duplicate_with_the_original(stack: Stack) -> None:
     api = stack.config.api_url
     alice, bob = register(api, "alice"), register(api, "bob")
     conv = alice.conversation(bob)
-    async with device_connection(alice.device()) as a, device_connection(bob.device()) as b:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
+    async with inbox(alice) as a, inbox(bob) as b:
         up = topics.conv_up(conv, UpKind.MSG, alice.user_id)
         await a.publish(up, text_send("same", "first body"))
         first = await wait_for(a, "/ack", client_msg_id="same")
@@ -102,8 +100,7 @@ async def test_bad_input_gets_a_rejected_ack_and_changes_nothing(stack: Stack) -
     api = stack.config.api_url
     alice, bob = register(api, "alice"), register(api, "bob")
     conv = alice.conversation(bob)
-    async with device_connection(alice.device()) as a:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
+    async with inbox(alice) as a:
         up = topics.conv_up(conv, UpKind.MSG, alice.user_id)
         for payload, cmid, code in BAD_PAYLOADS:
             await a.publish(up, payload)
@@ -130,9 +127,7 @@ async def test_read_receipts_never_move_backwards_and_are_clamped(stack: Stack) 
     api = stack.config.api_url
     alice, bob = register(api, "alice"), register(api, "bob")
     conv = alice.conversation(bob)
-    async with device_connection(alice.device()) as a, device_connection(bob.device()) as b:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
+    async with inbox(alice) as a, inbox(bob) as b:
         for i in range(3):
             await a.publish(topics.conv_up(conv, UpKind.MSG, alice.user_id), text_send(f"r{i}"))
             await wait_for(a, "/ack", client_msg_id=f"r{i}")
@@ -152,9 +147,7 @@ async def test_typing_reaches_the_others_only_and_is_not_stored(stack: Stack) ->
     api = stack.config.api_url
     alice, bob, eve = register(api, "alice"), register(api, "bob"), register(api, "eve")
     conv = alice.conversation(bob)
-    async with device_connection(alice.device()) as a, device_connection(bob.device()) as b:
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
+    async with inbox(alice) as a, inbox(bob) as b:
         a.publish(topics.conv_up(conv, UpKind.TYPING, alice.user_id), b'{"typing": true}', 0)
         assert await wait_for(b, f"/conv/{conv}/typing") == {
             "user_id": alice.user_id,
@@ -170,9 +163,7 @@ async def test_an_http_send_is_delivered_over_mqtt(stack: Stack) -> None:
     api = stack.config.api_url
     alice, bob = register(api, "alice"), register(api, "bob")
     conv = alice.conversation(bob)
-    async with device_connection(bob.device()) as b, device_connection(alice.device()) as a:
-        await b.subscribe([(topics.user_root(bob.user_id), 1)])
-        await a.subscribe([(topics.user_root(alice.user_id), 1)])
+    async with inbox(bob) as b, inbox(alice) as a:
         response = alice.request(
             "POST",
             f"/v1/conversations/{conv}/messages",
