@@ -126,3 +126,34 @@ class MediaOut(BaseModel):
     width: int | None = None
     height: int | None = None
     duration_ms: int | None = None
+
+
+class CallOut(BaseModel):
+    call_id: str
+    direction: Literal["outgoing", "incoming"]
+    peer_id: str
+    conv_id: str
+    media: Literal["audio", "video"]
+    # ringing and active while live; missed, declined, cancelled, ended, busy after.
+    status: str
+    end_reason: str | None
+    started_at: str
+    answered_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+    seen: bool
+
+
+class CallList(BaseModel):
+    calls: list[CallOut]
+    # Missed incoming calls not yet marked seen: the app's badge.
+    missed_unseen: int
+
+
+class CallsSeenIn(Request):
+    # Which calls to mark seen; all of the caller's missed calls when absent.
+    call_ids: list[Id] | None = Field(default=None, max_length=500)
+
+
+class MissedCount(BaseModel):
+    missed_unseen: int

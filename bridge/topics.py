@@ -45,6 +45,29 @@ def call_up_any(user_id: str) -> str:
     return f"call/+/+/{user_id}"
 
 
+def call_up_filter() -> str:
+    return "call/+/+/+"
+
+
+@dataclass(frozen=True, slots=True)
+class CallUp:
+    call_id: str
+    action: CallAction
+    user_id: str
+
+
+def parse_call_up(topic: str) -> CallUp | None:
+    """`call/<call_id>/<action>/<user_id>` or None when it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != "call":
+        return None
+    try:
+        action = CallAction(parts[2])
+    except ValueError:
+        return None
+    return CallUp(call_id=parts[1], action=action, user_id=parts[3])
+
+
 def presence(user_id: str, device_id: str) -> str:
     return f"presence/{user_id}/{device_id}"
 
@@ -87,6 +110,11 @@ def user_call(user_id: str) -> str:
     return f"user/{user_id}/call"
 
 
+def user_call_state(user_id: str) -> str:
+    """Retained: the user's live calls (a device connecting mid-call learns of them)."""
+    return f"user/{user_id}/call/current"
+
+
 def user_support(user_id: str) -> str:
     return f"user/{user_id}/support"
 
@@ -114,6 +142,11 @@ DYNSEC_RESPONSE = "$CONTROL/dynamic-security/v1/response"
 
 def service_status(name: str, instance: str) -> str:
     return f"svc/{name}/{instance}/status"
+
+
+def push_call(user_id: str) -> str:
+    """Call notices for the push service (services only: no user may read them)."""
+    return f"push/call/{user_id}"
 
 
 def shared(group: str, topic_filter: str) -> str:

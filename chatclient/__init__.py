@@ -20,6 +20,8 @@ from bridge.wire.messaging import Ack, SendMessage, StoredMessage
 from chatclient.client import ChatClient, endpoint_for
 from chatclient.events import (
     AckEvent,
+    CallEventReceived,
+    CallStateChanged,
     Event,
     MessageEvent,
     OtherEvent,
@@ -33,6 +35,8 @@ __all__ = [
     "Ack",
     "AckEvent",
     "ApiError",
+    "CallEventReceived",
+    "CallStateChanged",
     "ChatClient",
     "ChatHttp",
     "ConnectFailed",

@@ -32,8 +32,9 @@ from pydantic import ValidationError
 
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, MqttError, NotAuthorized, Transport, Will
-from bridge.topics import UpKind
+from bridge.topics import CallAction, UpKind
 from bridge.wire.base import WireError, parse_object
+from bridge.wire.calls import AcceptUp, CallEvent, CallMedia, CallState, EmptyUp, InviteUp
 from bridge.wire.messaging import (
     Ack,
     MessageKind,
@@ -46,6 +47,8 @@ from bridge.wire.messaging import (
 )
 from chatclient.events import (
     AckEvent,
+    CallEventReceived,
+    CallStateChanged,
     Event,
     MessageEvent,
     OtherEvent,
@@ -62,6 +65,8 @@ HISTORY_PAGE = 200  # the contract's maximum `limit`
 RECONNECT_POLL_SECONDS = 1.0  # safety net in case a disconnect/connect pair was missed
 PRESENCE_TIMEOUT_SECONDS = 2.0
 STASH_MAX = 10_000
+ENDED_CALLS_KEPT = 1_000
+CALL_OVER = frozenset({"declined", "cancelled", "ended", "missed", "busy"})
 
 ONLINE = json.dumps({"online": True}).encode()
 OFFLINE = json.dumps({"online": False}).encode()
@@ -112,6 +117,8 @@ class ChatClient:
         self._recovered = 0  # reconnects fully handled (re-sends + catch-up done)
         self._recovered_mark = 0
         self._recovered_signal = asyncio.Event()
+        # Calls seen ending here (bounded): their later events are stale.
+        self._ended_calls: deque[str] = deque(maxlen=ENDED_CALLS_KEPT)
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -280,6 +287,50 @@ class ChatClient:
         topic = topics.conv_up(conv_id, UpKind.TYPING, self.user_id)
         await self.mqtt.publish(topic, TypingUp(typing=typing).model_dump_json().encode(), qos=0)
 
+    # --- calls ------------------------------------------------------------------------
+
+    async def start_call(
+        self, to: str, media: CallMedia = "audio", call_id: str | None = None
+    ) -> str:
+        """Invite `to`; returns the call id. The outcome arrives as call events
+        (`ringing`, or `busy` / `error`)."""
+        call_id = call_id or new_client_msg_id()
+        await self._call_action(call_id, CallAction.INVITE, InviteUp(to=to, media=media))
+        return call_id
+
+    async def accept_call(self, call_id: str) -> None:
+        """Answer on this device."""
+        await self._call_action(call_id, CallAction.ACCEPT, AcceptUp(device_id=self.device_id))
+
+    async def decline_call(self, call_id: str) -> None:
+        await self._call_action(call_id, CallAction.DECLINE, EmptyUp())
+
+    async def hang_up(self, call_id: str) -> None:
+        """Cancel before an answer, end after one."""
+        await self._call_action(call_id, CallAction.HANGUP, EmptyUp())
+
+    async def _call_action(
+        self, call_id: str, action: CallAction, body: InviteUp | AcceptUp | EmptyUp
+    ) -> None:
+        topic = topics.call_up(call_id, action, self.user_id)
+        await self.mqtt.publish(topic, body.model_dump_json().encode(), qos=1)
+
+    async def wait_for_call_event(
+        self, event: str | None = None, call_id: str | None = None, timeout: float | None = 10.0
+    ) -> CallEvent:
+        """The first call event with this name and/or call id."""
+
+        def matches(candidate: Event) -> bool:
+            return (
+                isinstance(candidate, CallEventReceived)
+                and (event is None or candidate.event.event == event)
+                and (call_id is None or candidate.event.call_id == call_id)
+            )
+
+        found = await self.wait_for_event(matches, timeout)
+        assert isinstance(found, CallEventReceived)
+        return found.event
+
     def _publish_send(self, conv_id: str, payload: bytes) -> asyncio.Future[None]:
         # The outbox calls this; `self.mqtt` raises while not connected, and the
         # outbox keeps the send for `resend_all` on connect.
@@ -391,6 +442,12 @@ class ChatClient:
             self.outbox.on_ack(ack)
             self._emit(AckEvent(ack))
             return
+        if topic == topics.user_call(self.user_id):
+            self._on_call_event(CallEvent.model_validate_json(payload))
+            return
+        if topic == topics.user_call_state(self.user_id):
+            self._emit(CallStateChanged(CallState.model_validate_json(payload)))
+            return
         conv = self._conv_event(topic)
         if conv is None:
             self._emit(OtherEvent(topic, parse_object(payload)))
@@ -406,6 +463,15 @@ class ChatClient:
         else:
             typing = TypingEvent.model_validate_json(payload)
             self._emit(TypingIndicator(conv_id, typing.user_id, typing.typing))
+
+    def _on_call_event(self, event: CallEvent) -> None:
+        # With several service instances, two events of one call can cross on
+        # the way; once a call is over here, nothing may revive it.
+        if event.call_id in self._ended_calls and event.event != "error":
+            return
+        if event.event in CALL_OVER:
+            self._ended_calls.append(event.call_id)
+        self._emit(CallEventReceived(event))
 
     def _conv_event(self, topic: str) -> tuple[str, UpKind] | None:
         """(conv_id, kind) for `user/{me}/conv/{conv_id}/{kind}`, else None.

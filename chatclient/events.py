@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.wire.calls import CallEvent, CallState
 from bridge.wire.messaging import Ack, StoredMessage
 
 
@@ -43,11 +44,35 @@ class AckEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CallEventReceived:
+    """An event on the user's call topic. Events of a call that already ended on
+    this client are dropped, so a late `incoming` never rings again."""
+
+    event: CallEvent
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStateChanged:
+    """The user's live calls (retained: also on every connect)."""
+
+    state: CallState
+
+
+@dataclass(frozen=True, slots=True)
 class OtherEvent:
-    """Anything this library does not model yet (call and support events)."""
+    """Anything this library does not model yet (support events)."""
 
     topic: str
     payload: dict[str, Any]
 
 
-Event = MessageEvent | ReadReceiptEvent | TypingIndicator | AckEvent | OtherEvent
+Event = (
+    MessageEvent
+    | ReadReceiptEvent
+    | TypingIndicator
+    | AckEvent
+    | CallEventReceived
+    | CallStateChanged
+    | OtherEvent
+)

@@ -196,6 +196,20 @@ class ChatHttp:
         answer = await self._json("POST", "/v1/sync", json={"known": known, "limit": limit})
         return cast(list[dict[str, Any]], answer["conversations"])
 
+    # --- calls ------------------------------------------------------------------------
+
+    async def calls(self, *, limit: int | None = None, before: str | None = None) -> dict[str, Any]:
+        """`{"calls": [...newest first], "missed_unseen": n}`; `before` is a call id."""
+        window = {"limit": limit, "before": before}
+        params = {name: value for name, value in window.items() if value is not None}
+        return await self._json("GET", "/v1/calls", params=params)
+
+    async def mark_calls_seen(self, call_ids: list[str] | None = None) -> int:
+        """Mark missed calls seen (these, or all); returns the missed calls left unseen."""
+        body = {} if call_ids is None else {"call_ids": call_ids}
+        answer = await self._json("POST", "/v1/calls/seen", json=body)
+        return int(answer["missed_unseen"])
+
     # --- media ------------------------------------------------------------------------
 
     async def upload(

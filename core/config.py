@@ -53,13 +53,32 @@ class Settings(BaseSettings):
     # orphaned (its process died) and delivered by the sweep.
     redelivery_after_seconds: float = 10.0
 
+    # Calls. LiveKit defaults are those of `livekit-server --dev`.
+    livekit_url: str = "ws://127.0.0.1:7880"
+    # Where the services reach LiveKit's server API (RoomService, Egress); by
+    # default the same host as `livekit_url`, over HTTP.
+    livekit_api_url: str = ""
+    livekit_api_key: str = "devkey"
+    livekit_api_secret: str = "secret"
+    livekit_token_ttl_seconds: int = Field(default=300, ge=30)
+    call_ring_timeout_seconds: float = Field(default=45.0, gt=0)
+    # An answered call that the callee has not joined in LiveKit after this long
+    # is ended (0 turns the check off, e.g. when no webhooks are configured).
+    call_join_grace_seconds: float = Field(default=30.0, ge=0)
+    # How often callsig looks in the database for ring deadlines it does not
+    # hold itself (another instance died); each instance schedules its own.
+    call_sweep_seconds: float = Field(default=5.0, gt=0)
+    # Server-side recording (LiveKit Egress): off unless an output is set.
+    recording_enabled: bool = False
+    recording_filepath: str = "recordings/{room_name}-{time}.mp4"
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
-            for name in ("mqtt_service_password", "mqtt_admin_password"):
-                if getattr(self, name) == DEV_PLACEHOLDER:
+            for name in ("mqtt_service_password", "mqtt_admin_password", "livekit_api_secret"):
+                if getattr(self, name) in (DEV_PLACEHOLDER, "secret"):
                     raise ValueError(f"{name.upper()} must be set in production")
         return self
 
@@ -70,6 +89,12 @@ class Settings(BaseSettings):
     @property
     def effective_media_dir(self) -> Path:
         return self.media_dir or self.data_dir / "media"
+
+    @property
+    def effective_livekit_api_url(self) -> str:
+        if self.livekit_api_url:
+            return self.livekit_api_url
+        return self.livekit_url.replace("wss://", "https://", 1).replace("ws://", "http://", 1)
 
     @property
     def effective_ws_url(self) -> str:

@@ -100,3 +100,61 @@ class Message(SQLModel, table=True):
     client_msg_id: str = Field(max_length=ID_LEN)
     created_at: datetime = Field(default_factory=utcnow)
     delivered: bool = False
+
+
+class Call(SQLModel, table=True):
+    """One call between two users. `status` is `ringing` or `active` while live;
+    every other status is final. Invariant: a live call holds a `CallLine` for
+    each party, a final one holds none."""
+
+    __table_args__ = (
+        Index("ix_call_caller", "caller_id", "created_at"),
+        Index("ix_call_callee", "callee_id", "created_at"),
+        Index("ix_call_live", "status", "ring_deadline"),
+    )
+
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    caller_id: str = Field(foreign_key="user.id", max_length=ID_LEN)
+    callee_id: str = Field(foreign_key="user.id", max_length=ID_LEN)
+    conv_id: str = Field(foreign_key="conversation.id", max_length=ID_LEN)
+    media: str = Field(max_length=8)
+    status: str = Field(max_length=16)
+    end_reason: str | None = Field(default=None, max_length=32)
+    answered_device_id: str | None = Field(default=None, max_length=ID_LEN)
+    created_at: datetime = Field(default_factory=utcnow)
+    ring_deadline: datetime
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    # From LiveKit's webhooks: who actually connected to the room, and when.
+    caller_joined_at: datetime | None = None
+    callee_joined_at: datetime | None = None
+    caller_left_at: datetime | None = None
+    callee_left_at: datetime | None = None
+    # Set once the room was deleted through RoomService after the call ended.
+    room_closed_at: datetime | None = None
+    # Seen by the callee in the app (only meaningful for missed calls).
+    seen_at: datetime | None = None
+    # Server-side recording through LiveKit Egress, when configured.
+    egress_id: str | None = Field(default=None, max_length=ID_LEN)
+    recording_status: str | None = Field(default=None, max_length=16)
+    recording_location: str | None = Field(default=None, max_length=1024)
+
+
+class CallLine(SQLModel, table=True):
+    """A user's one live call. The primary key makes "is this user free?" and
+    "take the line" one atomic insert, whatever the number of callsig instances."""
+
+    __tablename__ = "call_line"
+
+    user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=ID_LEN)
+    call_id: str = Field(foreign_key="call.id", index=True, max_length=ID_LEN)
+
+
+class WebhookReceipt(SQLModel, table=True):
+    """LiveKit webhook event ids already handled (LiveKit may send one twice)."""
+
+    __tablename__ = "webhook_receipt"
+
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    event: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=utcnow)

@@ -1,6 +1,6 @@
 """Shared fixtures: a real database (SQLite or PostgreSQL, by `--db`), and the whole
 system started as real processes (broker with the project's config, API,
-persistence instances) on free ports.
+persistence and callsig instances) on free ports.
 
 The PostgreSQL leg never skips: if no server answers, the session fails.
 """
@@ -71,12 +71,19 @@ def database_factory(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> 
             )
 
 
-def start_stack(database_url: str, data_dir: Path, instances: int = 2, **extra: str) -> Stack:
+def start_stack(
+    database_url: str,
+    data_dir: Path,
+    instances: int = 2,
+    callsig_instances: int = 2,
+    **extra: str,
+) -> Stack:
     stack = Stack(
         StackConfig(
             data_dir=data_dir,
             database_url=database_url,
             persistence_instances=instances,
+            callsig_instances=callsig_instances,
             extra_env=dict(extra),
         )
     )
@@ -90,8 +97,8 @@ def start_stack(database_url: str, data_dir: Path, instances: int = 2, **extra: 
 
 @pytest.fixture(scope="session")
 def stack(database_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The shared system: two persistence instances, so shared subscriptions are
-    exercised by every test."""
+    """The shared system: two instances of each service, so shared subscriptions
+    are exercised by every test."""
     url = database_factory()  # type: ignore[operator]
     running = start_stack(url, tmp_path_factory.mktemp("stack"))
     yield running

@@ -49,6 +49,8 @@ def main() -> int:
             persistence_instances=instances,
             admin_password=keys["admin"],
             service_password=keys["service"],
+            livekit_api_key=settings.livekit_api_key,
+            livekit_api_secret=settings.livekit_api_secret,
             log_level=settings.log_level,
         )
     )

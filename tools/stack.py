@@ -1,4 +1,4 @@
-"""The whole system as local processes: broker, API, persistence instances.
+"""The whole system as local processes: broker, API, persistence and callsig instances.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
 runs. Each process is a real OS process (the tests kill -9 them).
@@ -37,8 +37,11 @@ class StackConfig:
     ws_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     persistence_instances: int = 1
+    callsig_instances: int = 1
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    livekit_api_key: str = "devkey"
+    livekit_api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     log_level: str = "INFO"
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -74,6 +77,8 @@ class Stack:
             "MQTT_SERVICE_USERNAME": c.accounts.service_username,
             "MQTT_SERVICE_PASSWORD": c.service_password,
             "API_PORT": str(c.api_port),
+            "LIVEKIT_API_KEY": c.livekit_api_key,
+            "LIVEKIT_API_SECRET": c.livekit_api_secret,
             "INSTANCE": instance,
             "LOG_LEVEL": c.log_level,
             "PYTHONUNBUFFERED": "1",
@@ -90,6 +95,8 @@ class Stack:
         self.start_api()
         for index in range(1, self.config.persistence_instances + 1):
             self.start_persistence(str(index))
+        for index in range(1, self.config.callsig_instances + 1):
+            self.start_callsig(str(index))
 
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.broker_config, self.log_dir / "broker.log")
@@ -122,6 +129,9 @@ class Stack:
 
     def start_persistence(self, instance: str) -> None:
         self.start_service("persistence", "services.persistence", instance)
+
+    def start_callsig(self, instance: str) -> None:
+        self.start_service("callsig", "services.callsig", instance)
 
     def start_service(self, service: str, module: str, instance: str) -> None:
         started = to_wire(utcnow())

@@ -8,9 +8,9 @@ import signal
 from bridge.mqtt import Endpoint
 from bridge.service import ServiceRuntime
 from core.config import get_settings
+from core.database import Database
 from core.logs import setup_logging
 from services.persistence.service import PersistenceService
-from services.persistence.writer import Database
 
 
 async def main() -> None:

@@ -26,6 +26,7 @@ from bridge.topics import ConvUp, UpKind
 from bridge.wire.base import M, WireError, decode
 from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, TypingUp
 from core.config import Settings
+from core.database import Database
 from core.ids import is_valid_id
 from services.persistence import store
 from services.persistence.delivery import (
@@ -35,7 +36,7 @@ from services.persistence.delivery import (
     to_deliver,
 )
 from services.persistence.store import Outcome, Rejected, SendItem
-from services.persistence.writer import BatchWriter, Database
+from services.persistence.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 

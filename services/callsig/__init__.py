@@ -1,0 +1,1 @@
+"""Call signaling: invites, answers, ring timeouts, busy and glare, LiveKit tokens."""

@@ -1,0 +1,273 @@
+"""The call signaling service: call actions in, call events out.
+
+Per action: parse (bad input becomes an `error` event to its sender), run the
+transition in one transaction (services/callsig/machine.py), then publish what
+it decided: events to each party, notices for the push service, each party's
+retained call state; and only then acknowledge the inbound MQTT message (the
+runtime does, when the handler returns), so a crash re-runs it.
+
+Timers (APScheduler, in memory): the ring timeout of every ringing call, and the
+join grace of every answered one. Memory is enough because the database holds
+every deadline: on start, and every `call_sweep_seconds`, the service schedules
+each ringing call it does not hold yet (its own from before a restart, or those
+of an instance that died), and ends answered calls past their join grace. A
+timer firing twice, or on two instances, is harmless: transitions are
+conditional on the state they leave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bridge import topics
+from bridge.mqtt import Inbound
+from bridge.service import ServiceRuntime
+from bridge.topics import CallAction
+from bridge.wire.base import WireError, decode
+from bridge.wire.calls import (
+    AcceptUp,
+    CallEvent,
+    CallState,
+    EmptyUp,
+    InviteUp,
+    LiveCall,
+    PushCallNotice,
+)
+from core.config import Settings
+from core.database import Database
+from core.ids import is_valid_id
+from core.timefmt import to_wire, utcnow
+from services.callsig import machine
+from services.callsig.machine import Effects, InviteRequest, Notice, Refusal
+from services.callsig.tokens import TokenMinter
+
+log = logging.getLogger(__name__)
+
+
+class CallSignaling:
+    def __init__(
+        self, runtime: ServiceRuntime, db: Database, settings: Settings, minter: TokenMinter
+    ) -> None:
+        self.runtime = runtime
+        self.mqtt = runtime.mqtt
+        self.db = db
+        self.settings = settings
+        self.minter = minter
+        self.ring_timeout = timedelta(seconds=settings.call_ring_timeout_seconds)
+        self.join_grace = timedelta(seconds=settings.call_join_grace_seconds)
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        runtime.route(topics.call_up_filter(), 1, self.on_action)
+
+    def start_background(self) -> None:
+        self.scheduler.start()
+        self.scheduler.add_job(
+            self._sweep,
+            "interval",
+            seconds=self.settings.call_sweep_seconds,
+            id="sweep",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+        )
+
+    def stop_background(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    # --- actions -------------------------------------------------------------------------
+
+    async def on_action(self, message: Inbound) -> None:
+        up = topics.parse_call_up(message.topic)
+        if up is None:
+            return
+        try:
+            effects = await self._transition(up, message.payload)
+        except WireError as error:
+            log.info("refused %s: %s", message.topic, error.message)
+            effects = Effects().refuse(Refusal(up.user_id, up.call_id, "invalid_payload"))
+        for refusal in effects.refusals:
+            log.info("refused %s: %s", message.topic, refusal.reason)
+        await self.apply(effects)
+
+    async def _transition(self, up: topics.CallUp, payload: bytes) -> Effects:
+        if not is_valid_id(up.call_id):
+            raise WireError("invalid_payload", "call id is not a valid id")
+        now = utcnow()
+        match up.action:
+            case CallAction.INVITE:
+                invite = decode(InviteUp, payload)
+                request = InviteRequest(
+                    up.call_id, up.user_id, invite.to, invite.media, now, self.ring_timeout
+                )
+                return await self.db.run(machine.invite, request)
+            case CallAction.ACCEPT:
+                accept = decode(AcceptUp, payload)
+                return await self.db.run(
+                    machine.accept, up.call_id, up.user_id, accept.device_id, now
+                )
+            case CallAction.DECLINE:
+                decode(EmptyUp, payload)
+                return await self.db.run(machine.decline, up.call_id, up.user_id, now)
+            case CallAction.HANGUP:
+                decode(EmptyUp, payload)
+                return await self.db.run(machine.hangup, up.call_id, up.user_id, now)
+
+    # --- timers ---------------------------------------------------------------------------
+
+    async def _expire(self, call_id: str, deadline: datetime) -> None:
+        # max(): a timer may fire a hair before the stored deadline.
+        now = max(utcnow(), deadline)
+        await self.apply(await self.db.run(machine.expire, call_id, now))
+
+    async def _end_if_unjoined(self, call_id: str) -> None:
+        await self.apply(await self.db.run(machine.end_if_unjoined, call_id, utcnow()))
+
+    def _schedule_ring(self, call_id: str, deadline: datetime) -> None:
+        self.scheduler.add_job(
+            self._expire,
+            "date",
+            run_date=deadline,
+            args=[call_id, deadline],
+            id=f"ring:{call_id}",
+            replace_existing=True,
+            misfire_grace_time=None,
+        )
+
+    def _unschedule(self, job_id: str) -> None:
+        # Absent when it fired already, or when another instance scheduled it.
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(job_id)
+
+    async def _sweep(self) -> None:
+        """Pick up deadlines this instance does not hold (see the module doc)."""
+        try:
+            deadlines = await self.db.run(machine.ringing_deadlines)
+            for call_id, deadline in deadlines.items():
+                if self.scheduler.get_job(f"ring:{call_id}") is None:
+                    self._schedule_ring(call_id, deadline)
+            if self.join_grace:
+                cutoff = utcnow() - self.join_grace
+                for call_id in await self.db.run(machine.unjoined_since, cutoff):
+                    await self._end_if_unjoined(call_id)
+        except Exception:
+            log.exception("call sweep failed; the next one tries again")
+
+    # --- publishing --------------------------------------------------------------------------
+
+    async def apply(self, effects: Effects) -> None:
+        """Publish what a committed transition decided, and move the timers."""
+        now = utcnow()
+        for call_id, deadline in effects.ringing.items():
+            self._schedule_ring(call_id, deadline)
+        for call_id in effects.answered:
+            self._unschedule(f"ring:{call_id}")
+            if self.join_grace:
+                self.scheduler.add_job(
+                    self._end_if_unjoined,
+                    "date",
+                    run_date=now + self.join_grace,
+                    args=[call_id],
+                    id=f"join:{call_id}",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
+        for call_id in effects.ended:
+            self._unschedule(f"ring:{call_id}")
+            self._unschedule(f"join:{call_id}")
+        sent = [self._send_notice(notice) for notice in effects.notices]
+        sent += [self._send_refusal(refusal) for refusal in effects.refusals]
+        at = to_wire(now)
+        for event, call in effects.pushes:
+            notice = PushCallNotice(
+                event=event,
+                call_id=call.call_id,
+                from_=call.caller.user_id,
+                from_name=call.caller.name,
+                to=call.callee.user_id,
+                media=call.media,
+                at=at,
+            )
+            sent.append(
+                self.mqtt.publish(
+                    topics.push_call(call.callee.user_id), notice.model_dump_json().encode()
+                )
+            )
+        await asyncio.gather(*sent)
+        await asyncio.gather(*(self._publish_state(user) for user in effects.state_users))
+
+    def _send_notice(self, notice: Notice) -> asyncio.Future[None]:
+        call = notice.call
+        event = CallEvent(
+            event=notice.event,
+            call_id=call.call_id,
+            from_=call.caller.user_id,
+            to=call.callee.user_id,
+            media=call.media,
+            livekit=(
+                self.minter.join(call.call_id, notice.user.user_id, notice.user.name)
+                if notice.token
+                else None
+            ),
+            device_id=notice.device_id,
+            reason=notice.reason,
+        )
+        return self.mqtt.publish(
+            topics.user_call(notice.user.user_id), event.model_dump_json().encode()
+        )
+
+    def _send_refusal(self, refusal: Refusal) -> asyncio.Future[None]:
+        event = CallEvent(
+            event="error",
+            call_id=refusal.call_id,
+            from_=refusal.from_,
+            to=refusal.to,
+            media=refusal.media,
+            reason=refusal.reason,
+        )
+        return self.mqtt.publish(
+            topics.user_call(refusal.user_id), event.model_dump_json().encode()
+        )
+
+    async def _publish_state(self, user_id: str) -> None:
+        """Publish the user's retained call state, then read it again and repeat
+        until what was published is still true. Two instances racing on one
+        user's state both end with the newest state as their last publish, so
+        the broker keeps the newest (each publish is acknowledged before the
+        read that checks it)."""
+        published: list[tuple[str, str, str | None]] | None = None
+        while True:
+            calls = await self.db.run(machine.live_calls, user_id)
+            current = [(call.call_id, status, device) for call, status, device in calls]
+            if current == published:
+                return
+            state = CallState(
+                calls=[
+                    LiveCall(
+                        call_id=call.call_id,
+                        from_=call.caller.user_id,
+                        to=call.callee.user_id,
+                        media=call.media,
+                        status="ringing" if status == "ringing" else "active",
+                        device_id=device,
+                        livekit=self.minter.join(
+                            call.call_id,
+                            user_id,
+                            (call.caller if call.caller.user_id == user_id else call.callee).name,
+                        ),
+                    )
+                    for call, status, device in calls
+                ]
+            )
+            await self.mqtt.publish(
+                topics.user_call_state(user_id),
+                state.model_dump_json().encode(),
+                qos=1,
+                retain=True,
+            )
+            published = current

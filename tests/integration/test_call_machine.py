@@ -1,0 +1,129 @@
+"""The call state machine straight on the database (SQLite or PostgreSQL, by
+`--db`): glare resolves to the same call whatever the order, also when both
+invites run at once on two connections; an overdue ring frees the line."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from core.db import make_engine, migrate
+from core.ids import new_id
+from core.models import Call, CallLine, Conversation, Member, User
+from core.timefmt import utcnow
+from services.callsig import machine
+from services.callsig.machine import InviteRequest
+
+RING = timedelta(seconds=45)
+
+
+@pytest.fixture
+def engine(database_factory: Callable[[], str]) -> Engine:
+    url = database_factory()
+    migrate(url)
+    return make_engine(url)
+
+
+def _users(engine: Engine, *names: str) -> list[str]:
+    ids = [new_id("u_") for _ in names]
+    with Session(engine) as session:
+        for user_id, name in zip(ids, names, strict=True):
+            session.add(User(id=user_id, username=user_id, password_hash="-", display_name=name))
+        session.commit()
+    return ids
+
+
+def _converse(engine: Engine, *user_ids: str) -> None:
+    with Session(engine) as session:
+        conv = Conversation(id=new_id("c_"), kind="direct" if len(user_ids) == 2 else "group")
+        session.add(conv)
+        session.flush()
+        for user_id in user_ids:
+            session.add(Member(conv_id=conv.id, user_id=user_id))
+        session.commit()
+
+
+def _invite(engine: Engine, call_id: str, caller: str, callee: str) -> machine.Effects:
+    request = InviteRequest(call_id, caller, callee, "audio", utcnow(), RING)
+    return machine.invite(engine, request)
+
+
+def _statuses(engine: Engine, *call_ids: str) -> dict[str, str]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(Call.id, Call.status).where(Call.id.in_(call_ids)))  # type: ignore[attr-defined]
+        return {row.id: row.status for row in rows}
+
+
+def _lines(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        return {r.user_id: r.call_id for r in conn.execute(select(CallLine))}
+
+
+@pytest.mark.parametrize("first", ["smaller", "larger"])
+def test_glare_keeps_the_smaller_call_id_in_either_order(engine: Engine, first: str) -> None:
+    alice, bob = _users(engine, "Alice", "Bob")
+    _converse(engine, alice, bob)
+    invites = {"smaller": ("call-1", alice, bob), "larger": ("call-2", bob, alice)}
+    second = "larger" if first == "smaller" else "smaller"
+    _invite(engine, *invites[first])
+    effects = _invite(engine, *invites[second])
+
+    assert _statuses(engine, "call-1", "call-2") == {"call-1": "ringing", "call-2": "cancelled"}
+    assert _lines(engine) == {alice: "call-1", bob: "call-1"}
+    told = {(n.user.user_id, n.call.call_id, n.event) for n in effects.notices}
+    assert (bob, "call-2", "ended") in told
+    assert not any(n.event == "busy" for n in effects.notices)
+
+
+def _invite_at(
+    start: threading.Barrier,
+    errors: list[BaseException],
+    engine: Engine,
+    call_id: str,
+    caller: str,
+    callee: str,
+) -> None:
+    try:
+        start.wait()
+        _invite(engine, call_id, caller, callee)
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def test_simultaneous_glare_on_two_connections_ends_as_one_call(engine: Engine) -> None:
+    rounds = 10
+    pairs = [_users(engine, "A", "B") for _ in range(rounds)]
+    for a, b in pairs:
+        _converse(engine, a, b)
+    for index, (a, b) in enumerate(pairs):
+        start = threading.Barrier(2)
+        errors: list[BaseException] = []
+        smaller, larger = f"r{index}-a", f"r{index}-b"
+        threads = [
+            threading.Thread(target=_invite_at, args=(start, errors, engine, smaller, a, b)),
+            threading.Thread(target=_invite_at, args=(start, errors, engine, larger, b, a)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        assert errors == []
+        assert _statuses(engine, smaller, larger) == {smaller: "ringing", larger: "cancelled"}
+        lines = _lines(engine)
+        assert (lines[a], lines[b]) == (smaller, smaller)
+
+
+def test_an_overdue_ringing_call_does_not_keep_the_callee_busy(engine: Engine) -> None:
+    alice, bob, carol = _users(engine, "Alice", "Bob", "Carol")
+    _converse(engine, alice, bob, carol)
+    past = utcnow() - timedelta(minutes=5)
+    machine.invite(engine, InviteRequest("old", alice, bob, "video", past, timedelta(seconds=45)))
+    effects = _invite(engine, "new", carol, bob)
+    assert _statuses(engine, "old", "new") == {"old": "missed", "new": "ringing"}
+    events = {(n.user.user_id, n.call.call_id, n.event) for n in effects.notices}
+    assert {(alice, "old", "ended"), (bob, "old", "missed"), (bob, "new", "incoming")} <= events

@@ -1,0 +1,107 @@
+"""Ring timeouts and the join grace, on a stack with short timers; and a ring
+timeout that outlives a kill -9 of the call signaling service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from bridge import topics
+from bridge.mqtt import AsyncMqtt, Endpoint
+from tests.conftest import start_stack
+from tests.integration.call_helpers import phone
+from tools.stack import Stack
+
+pytestmark = pytest.mark.anyio
+
+RING_TIMEOUT = 1.5
+
+
+@pytest.fixture(scope="module")
+def timer_stack(
+    database_factory: object, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    stack = start_stack(
+        database_factory(),  # type: ignore[operator]
+        tmp_path_factory.mktemp("timers"),
+        instances=1,
+        callsig_instances=1,
+        CALL_RING_TIMEOUT_SECONDS=str(RING_TIMEOUT),
+        CALL_JOIN_GRACE_SECONDS="1.5",
+        CALL_SWEEP_SECONDS="0.5",
+    )
+    yield stack
+    stack.stop()
+
+
+async def test_an_unanswered_call_ends_for_the_caller_and_is_missed_by_the_callee(
+    timer_stack: Stack,
+) -> None:
+    api = timer_stack.config.api_url
+    accounts = timer_stack.config.accounts
+    async with (
+        phone(api, "alice") as alice,
+        phone(api, "bob", devices=2) as bob,
+        AsyncMqtt(
+            Endpoint("127.0.0.1", timer_stack.config.tcp_port),
+            client_id="push-watch-timers",
+            username=accounts.service_username,
+            password=accounts.service_password,
+            clean_start=True,
+            reconnect=False,
+        ) as watcher,
+    ):
+        await watcher.subscribe([(topics.push_call(bob.user_id), 1)])
+        await alice.converse_with(bob)
+        call_id = await alice.device.start_call(bob.user_id)
+        await alice.device.wait_for_call_event("ringing", call_id)
+        ended = await alice.device.wait_for_call_event("ended", call_id, timeout=RING_TIMEOUT + 5)
+        assert ended.reason == "no_answer"
+        for device in bob.devices:
+            await device.wait_for_call_event("missed", call_id)
+        notices = [json.loads((await watcher.next_message(5)).payload)["event"] for _ in range(2)]
+        assert notices == ["incoming", "missed"]
+
+        history = await bob.http.calls()
+        assert history["calls"][0]["status"] == "missed"
+        assert history["calls"][0]["direction"] == "incoming"
+        assert history["missed_unseen"] == 1
+        assert await bob.http.mark_calls_seen([call_id]) == 0
+
+
+async def test_a_ring_timeout_survives_a_kill_of_the_signaling_service(
+    timer_stack: Stack,
+) -> None:
+    api = timer_stack.config.api_url
+    async with phone(api, "alice") as alice, phone(api, "bob") as bob:
+        await alice.converse_with(bob)
+        call_id = await alice.device.start_call(bob.user_id)
+        await bob.device.wait_for_call_event("incoming", call_id)
+        timer_stack.kill("callsig-1")
+        await asyncio.sleep(RING_TIMEOUT + 0.5)  # the deadline passes while it is down
+        await asyncio.to_thread(timer_stack.start_callsig, "1")
+        ended = await alice.device.wait_for_call_event("ended", call_id, timeout=10)
+        assert ended.reason == "no_answer"
+        await bob.device.wait_for_call_event("missed", call_id)
+        # And the line is free again.
+        again = await alice.device.start_call(bob.user_id)
+        await bob.device.wait_for_call_event("incoming", again)
+        await alice.device.hang_up(again)
+
+
+async def test_an_answered_call_nobody_joins_in_livekit_is_ended_after_the_grace(
+    timer_stack: Stack,
+) -> None:
+    api = timer_stack.config.api_url
+    async with phone(api, "alice") as alice, phone(api, "bob") as bob:
+        await alice.converse_with(bob)
+        call_id = await alice.device.start_call(bob.user_id)
+        await bob.device.wait_for_call_event("incoming", call_id)
+        await bob.device.accept_call(call_id)
+        await alice.device.wait_for_call_event("accepted", call_id)
+        for party in (alice, bob):
+            ended = await party.device.wait_for_call_event("ended", call_id, timeout=6)
+            assert ended.reason == "not_joined"
