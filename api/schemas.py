@@ -128,6 +128,11 @@ class MediaOut(BaseModel):
     duration_ms: int | None = None
 
 
+class CallRecordingOut(BaseModel):
+    status: str
+    location: str | None
+
+
 class CallOut(BaseModel):
     call_id: str
     direction: Literal["outgoing", "incoming"]
@@ -142,6 +147,7 @@ class CallOut(BaseModel):
     ended_at: str | None
     duration_s: float | None
     seen: bool
+    recording: CallRecordingOut | None
 
 
 class CallList(BaseModel):

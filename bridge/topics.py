@@ -23,6 +23,7 @@ class CallAction(StrEnum):
     ACCEPT = "accept"
     DECLINE = "decline"
     HANGUP = "hangup"
+    RECORD = "record"
 
 
 # --- up-topics (clients publish) -------------------------------------------------
@@ -142,6 +143,11 @@ DYNSEC_RESPONSE = "$CONTROL/dynamic-security/v1/response"
 
 def service_status(name: str, instance: str) -> str:
     return f"svc/{name}/{instance}/status"
+
+
+def livekit_webhook() -> str:
+    """Verified LiveKit webhooks, from the API to callsig (services only)."""
+    return "livekit/webhook"
 
 
 def push_call(user_id: str) -> str:

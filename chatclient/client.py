@@ -34,7 +34,15 @@ from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, MqttError, NotAuthorized, Transport, Will
 from bridge.topics import CallAction, UpKind
 from bridge.wire.base import WireError, parse_object
-from bridge.wire.calls import AcceptUp, CallEvent, CallMedia, CallState, EmptyUp, InviteUp
+from bridge.wire.calls import (
+    AcceptUp,
+    CallEvent,
+    CallMedia,
+    CallState,
+    EmptyUp,
+    InviteUp,
+    RecordUp,
+)
 from bridge.wire.messaging import (
     Ack,
     MessageKind,
@@ -67,6 +75,7 @@ PRESENCE_TIMEOUT_SECONDS = 2.0
 STASH_MAX = 10_000
 ENDED_CALLS_KEPT = 1_000
 CALL_OVER = frozenset({"declined", "cancelled", "ended", "missed", "busy"})
+CALL_LIVE = frozenset({"ringing", "incoming", "accepted"})
 
 ONLINE = json.dumps({"online": True}).encode()
 OFFLINE = json.dumps({"online": False}).encode()
@@ -309,8 +318,15 @@ class ChatClient:
         """Cancel before an answer, end after one."""
         await self._call_action(call_id, CallAction.HANGUP, EmptyUp())
 
+    async def start_recording(self, call_id: str) -> None:
+        """Ask for server-side recording of an answered call (an extension)."""
+        await self._call_action(call_id, CallAction.RECORD, RecordUp(recording=True))
+
+    async def stop_recording(self, call_id: str) -> None:
+        await self._call_action(call_id, CallAction.RECORD, RecordUp(recording=False))
+
     async def _call_action(
-        self, call_id: str, action: CallAction, body: InviteUp | AcceptUp | EmptyUp
+        self, call_id: str, action: CallAction, body: InviteUp | AcceptUp | EmptyUp | RecordUp
     ) -> None:
         topic = topics.call_up(call_id, action, self.user_id)
         await self.mqtt.publish(topic, body.model_dump_json().encode(), qos=1)
@@ -467,7 +483,7 @@ class ChatClient:
     def _on_call_event(self, event: CallEvent) -> None:
         # With several service instances, two events of one call can cross on
         # the way; once a call is over here, nothing may revive it.
-        if event.call_id in self._ended_calls and event.event != "error":
+        if event.call_id in self._ended_calls and event.event in CALL_LIVE:
             return
         if event.event in CALL_OVER:
             self._ended_calls.append(event.call_id)

@@ -45,8 +45,9 @@ class AckEvent:
 
 @dataclass(frozen=True, slots=True)
 class CallEventReceived:
-    """An event on the user's call topic. Events of a call that already ended on
-    this client are dropped, so a late `incoming` never rings again."""
+    """An event on the user's call topic. A late `ringing`, `incoming` or
+    `accepted` of a call that already ended on this client is dropped, so an
+    ended call never rings again."""
 
     event: CallEvent
     received_at: float = field(default_factory=time.perf_counter)

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tools.livekit_double import LiveKitDouble
 from tools.stack import Stack, StackConfig
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -76,17 +77,21 @@ def start_stack(
     data_dir: Path,
     instances: int = 2,
     callsig_instances: int = 2,
+    livekit: LiveKitDouble | None = None,
     **extra: str,
 ) -> Stack:
-    stack = Stack(
-        StackConfig(
-            data_dir=data_dir,
-            database_url=database_url,
-            persistence_instances=instances,
-            callsig_instances=callsig_instances,
-            extra_env=dict(extra),
-        )
+    config = StackConfig(
+        data_dir=data_dir,
+        database_url=database_url,
+        persistence_instances=instances,
+        callsig_instances=callsig_instances,
+        extra_env=dict(extra),
     )
+    if livekit is not None:
+        config.livekit_api_key = livekit.api_key
+        config.livekit_api_secret = livekit.api_secret
+        config.extra_env["LIVEKIT_API_URL"] = livekit.url
+    stack = Stack(config)
     try:
         stack.start()
     except BaseException:
@@ -96,10 +101,21 @@ def start_stack(
 
 
 @pytest.fixture(scope="session")
-def stack(database_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def livekit() -> Iterator[LiveKitDouble]:
+    """LiveKit's server API, as a double (no LiveKit server can run here)."""
+    with LiveKitDouble("devkey", secrets.token_urlsafe(32)) as double:
+        yield double
+
+
+@pytest.fixture(scope="session")
+def stack(
+    database_factory: object, tmp_path_factory: pytest.TempPathFactory, livekit: LiveKitDouble
+) -> Iterator[Stack]:
     """The shared system: two instances of each service, so shared subscriptions
-    are exercised by every test."""
+    are exercised by every test; server-side recording on."""
     url = database_factory()  # type: ignore[operator]
-    running = start_stack(url, tmp_path_factory.mktemp("stack"))
+    running = start_stack(
+        url, tmp_path_factory.mktemp("stack"), livekit=livekit, RECORDING_ENABLED="true"
+    )
     yield running
     running.stop()

@@ -1,10 +1,10 @@
 """A TEST DOUBLE of LiveKit, the third-party media server the calls feature talks to.
 
-Why a double: no LiveKit server can run on this machine. LiveKit ships as a Go server
-binary from its own release site, which this workplace cannot download (only PyPI, Debian
-and npm are reachable, and none of them packages the server), and its Egress recorder
-would also need Redis, headless Chrome and GStreamer. So the project's tests run against
-this local HTTP server instead.
+Why a double: the test machines cannot run a LiveKit server. LiveKit ships as a Go
+server binary from its own release site (PyPI, Debian and npm do not package it), and
+its Egress recorder also needs Redis, headless Chrome and GStreamer. So the project's
+tests run against this local HTTP server instead; docs/calls.md says how to run the
+system against a real LiveKit.
 
 What makes it worth testing against: it speaks LiveKit's REAL wire format, so the
 project's production path - the official `livekit-api` client, unchanged - is exercised:
@@ -502,9 +502,15 @@ class LiveKitDouble:
         with self._cond:
             return {egress_id: _copy(info) for egress_id, info in self._egresses.items()}
 
-    def add_participant(self, room: str, identity: str, *, name: str = "") -> ParticipantInfo:
-        """Put a participant in an existing room, as if a client had joined over WebRTC."""
+    def add_participant(
+        self, room: str, identity: str, *, name: str = "", auto_create: bool = False
+    ) -> ParticipantInfo:
+        """Put a participant in a room, as if a client had joined over WebRTC. With
+        `auto_create` a missing room is made first, as LiveKit does by default
+        when a client joins a room that does not exist yet."""
         with self._cond:
+            if room not in self._rooms and auto_create:
+                self._rooms[room] = _new_room(CreateRoomRequest(name=room))
             if room not in self._rooms:
                 raise KeyError(f"no room {room!r} in the double")
             now = time.time()

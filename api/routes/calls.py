@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select, update
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError
-from api.schemas import CallList, CallOut, CallsSeenIn, MissedCount
+from api.schemas import CallList, CallOut, CallRecordingOut, CallsSeenIn, MissedCount
 from core.models import Call
 from core.timefmt import to_wire, utcnow
 
@@ -54,6 +54,11 @@ def _call_out(row: Any, user_id: str) -> CallOut:
         ended_at=to_wire(row.ended_at) if row.ended_at else None,
         duration_s=round(duration, 3) if duration is not None else None,
         seen=row.seen_at is not None,
+        recording=(
+            CallRecordingOut(status=row.recording_status, location=row.recording_location)
+            if row.recording_status
+            else None
+        ),
     )
 
 

@@ -20,6 +20,7 @@ CallEventName = Literal[
     "missed",
     "busy",
     "error",
+    "recording",
 ]
 # Why an `error` event refused an action (docs/protocol.md lists each).
 ErrorReason = Literal[
@@ -35,7 +36,12 @@ ErrorReason = Literal[
     "not_ringing",
     "not_live",
     "unknown_device",
+    "not_active",
+    "recording_unavailable",
+    "already_recording",
+    "not_recording",
 ]
+RecordingStatus = Literal["requested", "starting", "active", "ending", "complete", "failed"]
 
 
 # --- up (client -> callsig): `call/{call_id}/{action}/{user_id}` -----------------------
@@ -48,6 +54,12 @@ class InviteUp(WireModel):
 
 class AcceptUp(WireModel):
     device_id: Id
+
+
+class RecordUp(WireModel):
+    """`call/{call_id}/record/{user_id}` (an extension): start or stop recording."""
+
+    recording: bool
 
 
 class EmptyUp(WireModel):
@@ -63,6 +75,10 @@ class LiveKitJoin(WireModel):
     url: str
     room: str
     token: str
+
+
+class RecordingInfo(WireModel):
+    status: RecordingStatus
 
 
 class _Aliased(WireModel):
@@ -84,6 +100,8 @@ class CallEvent(_Aliased):
     livekit: LiveKitJoin | None = None
     device_id: str | None = None
     reason: str | None = None
+    # Extension: in `recording` events, the call's recording status.
+    recording: RecordingInfo | None = None
 
 
 class LiveCall(_Aliased):

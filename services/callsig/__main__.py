@@ -10,6 +10,7 @@ from bridge.service import ServiceRuntime
 from core.config import get_settings
 from core.database import Database
 from core.logs import setup_logging
+from services.callsig.livekit_server import LiveKitServer
 from services.callsig.service import CallSignaling
 from services.callsig.tokens import TokenMinter
 
@@ -25,7 +26,8 @@ async def main() -> None:
         username=settings.mqtt_service_username,
         password=settings.mqtt_service_password,
     )
-    service = CallSignaling(runtime, db, settings, TokenMinter.from_settings(settings))
+    livekit = LiveKitServer(settings)
+    service = CallSignaling(runtime, db, settings, TokenMinter.from_settings(settings), livekit)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,6 +37,7 @@ async def main() -> None:
         await runtime.run(stop)
     finally:
         service.stop_background()
+        await livekit.close()
         await db.close()
 
 

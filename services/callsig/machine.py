@@ -29,8 +29,8 @@ from sqlalchemy import Connection, Engine, and_, case, delete, insert, or_, sele
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import aliased
 
-from bridge.wire.calls import CallEventName, CallMedia, ErrorReason
-from core.models import Call, CallLine, Conversation, Device, Member, User
+from bridge.wire.calls import CallEventName, CallMedia, ErrorReason, RecordingStatus
+from core.models import Call, CallLine, Conversation, Device, Member, User, WebhookReceipt
 
 call_t = Call.__table__  # type: ignore[attr-defined]
 line_t = CallLine.__table__  # type: ignore[attr-defined]
@@ -38,8 +38,10 @@ user_t = User.__table__  # type: ignore[attr-defined]
 member_t = Member.__table__  # type: ignore[attr-defined]
 conversation_t = Conversation.__table__  # type: ignore[attr-defined]
 device_t = Device.__table__  # type: ignore[attr-defined]
+receipt_t = WebhookReceipt.__table__  # type: ignore[attr-defined]
 
 LIVE = ("ringing", "active")
+RECORDING_LIVE = ("requested", "starting", "active", "ending")
 PushEvent = Literal["incoming", "cancelled", "missed"]
 # Another instance took a line or the call id between our read and our insert:
 # deciding again sees what it committed. Two retries cover any interleaving of
@@ -73,6 +75,7 @@ class Notice:
     device_id: str | None = None
     reason: str | None = None
     token: bool = False
+    recording: RecordingStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +100,9 @@ class Effects:
     ringing: dict[str, datetime] = field(default_factory=dict)  # call id -> ring deadline
     answered: list[str] = field(default_factory=list)
     ended: list[str] = field(default_factory=list)
+    # LiveKit work to do after the commit.
+    start_recording: list[tuple[str, bool]] = field(default_factory=list)  # (call, audio only)
+    stop_recording: list[str] = field(default_factory=list)  # egress ids
 
     def refuse(self, refusal: Refusal) -> Effects:
         self.refusals.append(refusal)
@@ -169,6 +175,11 @@ def unjoined_since(engine: Engine, answered_before: datetime) -> list[str]:
 def _finish(
     conn: Connection, call: CallView, status: str, reason: str | None, now: datetime, fx: Effects
 ) -> None:
+    recording = conn.execute(
+        select(call_t.c.egress_id, call_t.c.recording_status).where(call_t.c.id == call.call_id)
+    ).one()
+    if recording.egress_id and recording.recording_status in RECORDING_LIVE:
+        fx.stop_recording.append(recording.egress_id)
     conn.execute(
         update(call_t)
         .where(call_t.c.id == call.call_id)
@@ -507,3 +518,181 @@ def end_if_unjoined(engine: Engine, call_id: str, now: datetime) -> Effects:
         return fx
 
     return _transaction(engine, work)
+
+
+# --- LiveKit: who joined, rooms, recordings ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LiveKitUpdate:
+    """What callsig uses of one LiveKit webhook."""
+
+    event_id: str
+    event: str
+    call_id: str
+    identity: str | None = None
+    egress_id: str | None = None
+    recording: RecordingStatus | None = None
+    location: str | None = None
+
+
+def apply_livekit(engine: Engine, change: LiveKitUpdate, now: datetime) -> Effects:
+    """Apply one webhook, once: its id is recorded in the same transaction."""
+
+    def work(conn: Connection) -> Effects:
+        fx = Effects()
+        if change.event_id:
+            seen = conn.execute(select(receipt_t.c.id).where(receipt_t.c.id == change.event_id))
+            if seen.first() is not None:
+                return fx
+            conn.execute(insert(receipt_t).values(id=change.event_id, event=change.event))
+        row = _locked_call(conn, change.call_id)
+        if row is None:
+            return fx
+        if change.event == "participant_joined":
+            _joined(conn, row, change.identity, now)
+        elif change.event in ("participant_left", "participant_connection_aborted"):
+            _left(conn, row, change.identity, now, fx)
+        elif change.event == "room_finished":
+            conn.execute(update(call_t).where(call_t.c.id == row.id).values(room_closed_at=now))
+            if row.status == "active":
+                _end(conn, _view(row), "room_finished", now, fx)
+        elif change.event.startswith("egress_") and change.recording is not None:
+            _recording_update(conn, row, change, fx)
+        return fx
+
+    return _transaction(engine, work)
+
+
+def _party_column(row: Any, identity: str | None) -> str | None:
+    if identity == row.caller_id:
+        return "caller"
+    if identity == row.callee_id:
+        return "callee"
+    return None
+
+
+def _joined(conn: Connection, row: Any, identity: str | None, now: datetime) -> None:
+    party = _party_column(row, identity)
+    if party is None:
+        return
+    joined = row.caller_joined_at if party == "caller" else row.callee_joined_at
+    conn.execute(
+        update(call_t)
+        .where(call_t.c.id == row.id)
+        .values({f"{party}_joined_at": joined or now, f"{party}_left_at": None})
+    )
+
+
+def _left(conn: Connection, row: Any, identity: str | None, now: datetime, fx: Effects) -> None:
+    party = _party_column(row, identity)
+    if party is None:
+        return
+    conn.execute(update(call_t).where(call_t.c.id == row.id).values({f"{party}_left_at": now}))
+    other_left = row.callee_left_at if party == "caller" else row.caller_left_at
+    both_joined = row.caller_joined_at is not None and row.callee_joined_at is not None
+    if row.status == "active" and both_joined and other_left is not None:
+        _end(conn, _view(row), "left", now, fx)
+
+
+def _recording_update(conn: Connection, row: Any, change: LiveKitUpdate, fx: Effects) -> None:
+    if row.egress_id not in (None, change.egress_id):
+        return  # an older recording of this call
+    conn.execute(
+        update(call_t)
+        .where(call_t.c.id == row.id)
+        .values(
+            egress_id=change.egress_id,
+            recording_status=change.recording,
+            recording_location=change.location or row.recording_location,
+        )
+    )
+    if change.recording != row.recording_status:
+        _tell_recording(_view(row), change.recording, fx)
+
+
+def _tell_recording(call: CallView, status: RecordingStatus | None, fx: Effects) -> None:
+    for party in (call.caller, call.callee):
+        fx.notices.append(Notice(party, "recording", call, recording=status))
+
+
+def request_recording(
+    engine: Engine, call_id: str, user_id: str, on: bool, enabled: bool
+) -> Effects:
+    """A party asks to start or stop recording; LiveKit is asked after the commit."""
+
+    def work(conn: Connection) -> Effects:
+        fx = Effects()
+        row = _locked_call(conn, call_id)
+        refusal = _participant_check(row, user_id, call_id, callee_only=False)
+        if refusal is not None:
+            return fx.refuse(refusal)
+        base = Refusal(user_id, call_id, "not_active", row.caller_id, row.callee_id, row.media)
+        if not enabled:
+            return fx.refuse(_with_reason(base, "recording_unavailable"))
+        if row.status != "active":
+            return fx.refuse(base)
+        # A start that never got LiveKit's answer (callsig died while asking)
+        # stays `requested`; asking again is allowed.
+        retry = row.recording_status == "requested" and row.egress_id is None
+        recording = row.recording_status in RECORDING_LIVE and not retry
+        if on and recording:
+            return fx.refuse(_with_reason(base, "already_recording"))
+        if not on and (not recording or row.egress_id is None):
+            return fx.refuse(_with_reason(base, "not_recording"))
+        status: RecordingStatus = "requested" if on else "ending"
+        values: dict[str, Any] = {"recording_status": status}
+        if on:
+            values |= {"egress_id": None, "recording_location": None}
+            fx.start_recording.append((call_id, row.media == "audio"))
+        else:
+            fx.stop_recording.append(row.egress_id)
+        conn.execute(update(call_t).where(call_t.c.id == call_id).values(values))
+        _tell_recording(_view(row), status, fx)
+        return fx
+
+    return _transaction(engine, work)
+
+
+def recording_started(
+    engine: Engine, call_id: str, egress_id: str | None, status: RecordingStatus
+) -> Effects:
+    """LiveKit's answer to a start: the egress id (or `failed`, with no id)."""
+
+    def work(conn: Connection) -> Effects:
+        fx = Effects()
+        row = _locked_call(conn, call_id)
+        if row is None or row.recording_status != "requested":
+            return fx  # a webhook got here first, or the call moved on
+        conn.execute(
+            update(call_t)
+            .where(call_t.c.id == call_id)
+            .values(egress_id=egress_id, recording_status=status)
+        )
+        _tell_recording(_view(row), status, fx)
+        if row.status != "active" and egress_id is not None:
+            fx.stop_recording.append(egress_id)  # the call ended while LiveKit answered
+        return fx
+
+    return _transaction(engine, work)
+
+
+def rooms_to_close(engine: Engine, ended_after: datetime, limit: int = 100) -> list[str]:
+    """Ended calls whose LiveKit room is not known to be closed (busy calls
+    never had one)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(call_t.c.id)
+            .where(
+                call_t.c.status.not_in(("busy", *LIVE)),
+                call_t.c.room_closed_at.is_(None),
+                call_t.c.ended_at >= ended_after,
+            )
+            .limit(limit)
+        )
+        return [r.id for r in rows]
+
+
+def room_closed(engine: Engine, call_id: str, now: datetime) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(call_t).where(call_t.c.id == call_id).values(room_closed_at=now))

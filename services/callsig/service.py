@@ -38,23 +38,36 @@ from bridge.wire.calls import (
     InviteUp,
     LiveCall,
     PushCallNotice,
+    RecordingInfo,
+    RecordUp,
 )
 from core.config import Settings
 from core.database import Database
 from core.ids import is_valid_id
 from core.timefmt import to_wire, utcnow
 from services.callsig import machine
+from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
 from services.callsig.machine import Effects, InviteRequest, Notice, Refusal
 from services.callsig.tokens import TokenMinter
+from services.callsig.webhooks import update_from_webhook
 
 log = logging.getLogger(__name__)
+
+# Rooms of calls that ended longer ago than this are no longer retried.
+ROOM_CLOSE_WINDOW = timedelta(hours=1)
 
 
 class CallSignaling:
     def __init__(
-        self, runtime: ServiceRuntime, db: Database, settings: Settings, minter: TokenMinter
+        self,
+        runtime: ServiceRuntime,
+        db: Database,
+        settings: Settings,
+        minter: TokenMinter,
+        livekit: LiveKitServer,
     ) -> None:
         self.runtime = runtime
+        self.livekit = livekit
         self.mqtt = runtime.mqtt
         self.db = db
         self.settings = settings
@@ -62,7 +75,10 @@ class CallSignaling:
         self.ring_timeout = timedelta(seconds=settings.call_ring_timeout_seconds)
         self.join_grace = timedelta(seconds=settings.call_join_grace_seconds)
         self.scheduler = AsyncIOScheduler(timezone=UTC)
+        # Rooms whose closing failed once (logged once, then retried quietly).
+        self._close_failures: set[str] = set()
         runtime.route(topics.call_up_filter(), 1, self.on_action)
+        runtime.route(topics.livekit_webhook(), 1, self.on_webhook)
 
     def start_background(self) -> None:
         self.scheduler.start()
@@ -117,6 +133,23 @@ class CallSignaling:
             case CallAction.HANGUP:
                 decode(EmptyUp, payload)
                 return await self.db.run(machine.hangup, up.call_id, up.user_id, now)
+            case CallAction.RECORD:
+                record = decode(RecordUp, payload)
+                return await self.db.run(
+                    machine.request_recording,
+                    up.call_id,
+                    up.user_id,
+                    record.recording,
+                    self.settings.recording_enabled,
+                )
+        raise AssertionError(f"unhandled call action {up.action}")
+
+    async def on_webhook(self, message: Inbound) -> None:
+        """A LiveKit webhook, verified by the API (only services publish here)."""
+        change = update_from_webhook(message.payload)
+        if change is None:
+            return
+        await self.apply(await self.db.run(machine.apply_livekit, change, utcnow()))
 
     # --- timers ---------------------------------------------------------------------------
 
@@ -155,6 +188,9 @@ class CallSignaling:
                 cutoff = utcnow() - self.join_grace
                 for call_id in await self.db.run(machine.unjoined_since, cutoff):
                     await self._end_if_unjoined(call_id)
+            ended_after = utcnow() - ROOM_CLOSE_WINDOW
+            for call_id in await self.db.run(machine.rooms_to_close, ended_after):
+                await self._close_room(call_id)
         except Exception:
             log.exception("call sweep failed; the next one tries again")
 
@@ -200,6 +236,44 @@ class CallSignaling:
             )
         await asyncio.gather(*sent)
         await asyncio.gather(*(self._publish_state(user) for user in effects.state_users))
+        for call_id, audio_only in effects.start_recording:
+            await self._start_recording(call_id, audio_only)
+        for egress_id in effects.stop_recording:
+            await self._stop_recording(egress_id)
+        for call_id in effects.ended:
+            self.runtime.spawn(self._close_room(call_id), f"close-room:{call_id}")
+
+    # --- LiveKit --------------------------------------------------------------------------
+
+    async def _close_room(self, call_id: str) -> None:
+        try:
+            await self.livekit.close_room(call_id)
+        except LiveKitUnavailable as error:
+            if call_id not in self._close_failures:
+                self._close_failures.add(call_id)
+                log.warning("room not closed yet (retried by the sweep): %s", error)
+            return
+        self._close_failures.discard(call_id)
+        await self.db.run(machine.room_closed, call_id, utcnow())
+
+    async def _start_recording(self, call_id: str, audio_only: bool) -> None:
+        try:
+            recording = await self.livekit.start_recording(call_id, audio_only=audio_only)
+        except LiveKitUnavailable as error:
+            log.warning("recording not started: %s", error)
+            effects = await self.db.run(machine.recording_started, call_id, None, "failed")
+        else:
+            effects = await self.db.run(
+                machine.recording_started, call_id, recording.egress_id, recording.status
+            )
+        await self.apply(effects)
+
+    async def _stop_recording(self, egress_id: str) -> None:
+        try:
+            await self.livekit.stop_recording(egress_id)
+        except LiveKitUnavailable as error:
+            # LiveKit stops a recording by itself when its room is deleted.
+            log.warning("recording not stopped: %s", error)
 
     def _send_notice(self, notice: Notice) -> asyncio.Future[None]:
         call = notice.call
@@ -216,6 +290,7 @@ class CallSignaling:
             ),
             device_id=notice.device_id,
             reason=notice.reason,
+            recording=RecordingInfo(status=notice.recording) if notice.recording else None,
         )
         return self.mqtt.publish(
             topics.user_call(notice.user.user_id), event.model_dump_json().encode()

@@ -3,9 +3,11 @@ made through the real API, and a checker for the LiveKit tokens they receive."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from livekit import api
@@ -62,3 +64,12 @@ def assert_token_for(join: LiveKitJoin | None, call_id: str, who: Phone, stack: 
 
 async def events_of(client: ChatClient, call_id: str, count: int) -> list[CallEvent]:
     return [await client.wait_for_call_event(call_id=call_id) for _ in range(count)]
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait until `check()` holds (for state kept outside the event loop)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.02)

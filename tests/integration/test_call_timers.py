@@ -12,7 +12,9 @@ import pytest
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint
 from tests.conftest import start_stack
-from tests.integration.call_helpers import phone
+from tests.integration.call_helpers import eventually, phone
+from tests.integration.test_call_livekit import answered_call, deliver, join
+from tools.livekit_double import LiveKitDouble
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -22,13 +24,14 @@ RING_TIMEOUT = 1.5
 
 @pytest.fixture(scope="module")
 def timer_stack(
-    database_factory: object, tmp_path_factory: pytest.TempPathFactory
+    database_factory: object, tmp_path_factory: pytest.TempPathFactory, livekit: LiveKitDouble
 ) -> Iterator[Stack]:
     stack = start_stack(
         database_factory(),  # type: ignore[operator]
         tmp_path_factory.mktemp("timers"),
         instances=1,
         callsig_instances=1,
+        livekit=livekit,
         CALL_RING_TIMEOUT_SECONDS=str(RING_TIMEOUT),
         CALL_JOIN_GRACE_SECONDS="1.5",
         CALL_SWEEP_SECONDS="0.5",
@@ -105,3 +108,20 @@ async def test_an_answered_call_nobody_joins_in_livekit_is_ended_after_the_grace
         for party in (alice, bob):
             ended = await party.device.wait_for_call_event("ended", call_id, timeout=6)
             assert ended.reason == "not_joined"
+
+
+async def test_joined_calls_outlive_the_grace_and_a_failed_room_close_is_retried(
+    timer_stack: Stack, livekit: LiveKitDouble
+) -> None:
+    async with answered_call(timer_stack) as (alice, bob, call_id):
+        for event in join(livekit, call_id, alice, bob):
+            deliver(timer_stack, livekit, event)
+        with pytest.raises(TimeoutError):  # past the 1.5 s grace: both are in, it goes on
+            await alice.device.wait_for_call_event("ended", call_id, timeout=2.5)
+
+        livekit.fail_next("DeleteRoom", code="unavailable", status=503)
+        await alice.device.hang_up(call_id)
+        await bob.device.wait_for_call_event("ended", call_id)
+        await eventually(lambda: call_id not in livekit.rooms, timeout=10)
+        attempts = [r.room for r in livekit.calls_to("DeleteRoom")].count(call_id)
+        assert attempts == 2  # refused once, then closed by the sweep
