@@ -15,6 +15,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_PLACEHOLDER = "change-me"
+# `livekit-server --dev`'s secret; `./chat run` replaces it with a strong one.
+DEFAULT_LIVEKIT_SECRET = "secret"
 
 
 class Settings(BaseSettings):
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     # default the same host as `livekit_url`, over HTTP.
     livekit_api_url: str = ""
     livekit_api_key: str = "devkey"
-    livekit_api_secret: str = "secret"
+    livekit_api_secret: str = DEFAULT_LIVEKIT_SECRET
     livekit_token_ttl_seconds: int = Field(default=300, ge=30)
     call_ring_timeout_seconds: float = Field(default=45.0, gt=0)
     # An answered call that the callee has not joined in LiveKit after this long
@@ -78,7 +80,7 @@ class Settings(BaseSettings):
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
             for name in ("mqtt_service_password", "mqtt_admin_password", "livekit_api_secret"):
-                if getattr(self, name) in (DEV_PLACEHOLDER, "secret"):
+                if getattr(self, name) in (DEV_PLACEHOLDER, DEFAULT_LIVEKIT_SECRET):
                     raise ValueError(f"{name.upper()} must be set in production")
         return self
 

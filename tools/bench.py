@@ -5,7 +5,9 @@
    TCP and WebSocket, no service in the path;
 2. the full path per database: a device publishes a send, the persistence
    service stores it and delivers it, another user's device receives it;
-3. the highest sustained rate per database (a ramp), and a blast's delivered/s.
+3. the highest sustained rate per database (a ramp), and a blast's delivered/s;
+4. call signaling per database: invite to the callee's `incoming`, beside the
+   raw hop measured the same way (tools/bench_calls.py).
 
 Every latency is measured in this one process (publish call to arrival at the
 receiving client's asyncio side, both with `time.perf_counter()`), so clocks
@@ -32,6 +34,7 @@ import httpx
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, Inbound
 from bridge.topics import UpKind
+from tools.bench_calls import CallFigures, print_calls, run_calls
 from tools.bench_support import (
     ANCHOR_SOCKETIO_PG_P50_MS,
     HEADER,
@@ -85,7 +88,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--instances", type=int, default=1, help="persistence instances")
     parser.add_argument("--pairs", type=int, default=10, help="sender/receiver conversations")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--skip", default="", help="parts to leave out: raw,ramp,blast")
+    parser.add_argument("--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls")
     parser.add_argument("--blast", type=int, default=None, help="blast size (5000; 500 quick)")
     parser.add_argument(
         "--acks",
@@ -508,13 +511,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         traceback.print_exc()
         failures.append(f"raw hop failed: {exc!r}")
-    for kind in options.dbs:
+    for kind in options.dbs if "full" not in options.skip else ():
         try:
             full += run_full(kind, options)
         except Exception as exc:
             traceback.print_exc()
             failures.append(f"{kind} full path failed: {exc!r}")
+    calls: list[CallFigures] = []
+    if "calls" not in options.skip:
+        try:
+            calls = run_calls(options.dbs, min(options.messages, 1000))
+        except Exception as exc:
+            traceback.print_exc()
+            failures.append(f"call signaling failed: {exc!r}")
     print_table(raw, full, failures)
+    print_calls(calls)
     return 1 if failures else 0
 
 

@@ -17,20 +17,26 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from core.config import get_settings
+from core.config import DEFAULT_LIVEKIT_SECRET, get_settings
 from tools.stack import Stack, StackConfig
 
 
 def _secrets(data_dir: Path) -> dict[str, str]:
     path = data_dir / "secrets.json"
-    if path.exists():
-        loaded: dict[str, str] = json.loads(path.read_text())
-        return loaded
-    made = {"admin": secrets.token_urlsafe(24), "service": secrets.token_urlsafe(24)}
+    kept: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    made = {
+        "admin": secrets.token_urlsafe(24),
+        "service": secrets.token_urlsafe(24),
+        # LiveKit wants 32+ characters; give a local livekit-server this one.
+        "livekit": secrets.token_urlsafe(32),
+    }
+    if kept.keys() >= made.keys():
+        return kept
+    merged = made | kept
     data_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(made))
+    path.write_text(json.dumps(merged))
     path.chmod(0o600)
-    return made
+    return merged
 
 
 def main() -> int:
@@ -50,7 +56,11 @@ def main() -> int:
             admin_password=keys["admin"],
             service_password=keys["service"],
             livekit_api_key=settings.livekit_api_key,
-            livekit_api_secret=settings.livekit_api_secret,
+            livekit_api_secret=(
+                keys["livekit"]
+                if settings.livekit_api_secret == DEFAULT_LIVEKIT_SECRET
+                else settings.livekit_api_secret
+            ),
             log_level=settings.log_level,
         )
     )
@@ -79,6 +89,8 @@ Marketplace chat is running.
   MQTT (WebSocket)  ws://127.0.0.1:{settings.mqtt_ws_port}/mqtt   (apps, browsers)
   MQTT (TCP)        127.0.0.1:{settings.mqtt_tcp_port}             (services, mosquitto_sub)
   Database          {db_label}
+  Calls (LiveKit)   {settings.livekit_url}   (key {settings.livekit_api_key}, secret in \
+data/secrets.json; see docs/calls.md)
   Logs              {stack.log_dir}
 Watch the services:  mosquitto_sub -p {settings.mqtt_tcp_port} -u svc -P "$(python3 -c \
 'import json;print(json.load(open("{data_dir}/secrets.json"))["service"])')" -t 'svc/#' -v

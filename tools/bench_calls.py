@@ -1,0 +1,187 @@
+"""Call signaling latency: invite published → callee's device receives `incoming`
+(with its LiveKit token), beside the raw broker hop measured the same way.
+
+Closed loop: each caller/callee pair places one call at a time (invite, wait for
+`incoming`, hang up, wait for `cancelled`), several pairs at once, so the
+service sees a steady trickle of real calls. The raw hop is a ping between two
+connections on the same broker, one message in flight, over the same transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from bridge import topics
+from bridge.mqtt import AsyncMqtt, Endpoint
+from bridge.topics import CallAction
+from tools.bench_support import percentile, running_stack, ws_endpoint
+from tools.stack import Stack
+
+PASSWORD = "bench-password-1"
+# The old app polled for calls every 3 s (1.5 s mean wait); its plan called 50 ms instant.
+ANCHOR_POLL_MEAN_MS = 1500.0
+ANCHOR_PLAN_MS = 50.0
+
+
+@dataclass(frozen=True)
+class CallFigures:
+    label: str
+    latencies_ms: list[float]
+    expected: int
+
+    @property
+    def p50(self) -> float:
+        return percentile(self.latencies_ms, 50)
+
+    @property
+    def p99(self) -> float:
+        return percentile(self.latencies_ms, 99)
+
+    def row(self, floor: float | None) -> str:
+        ratio = f"{self.p50 / floor:.1f}" if floor else "-"
+        return (
+            f"{self.label:<40}{self.p50:>9.2f}{self.p99:>9.2f}"
+            f"{max(self.latencies_ms, default=float('nan')):>9.2f}"
+            f"{f'{len(self.latencies_ms)}/{self.expected}':>11}{ratio:>10}"
+        )
+
+
+@dataclass
+class Phone:
+    user_id: str
+    client: AsyncMqtt
+
+
+async def _register(http: httpx.AsyncClient, name: str) -> tuple[str, str, dict[str, str]]:
+    session = (
+        await http.post(
+            "/v1/auth/register",
+            json={"username": name, "password": PASSWORD, "display_name": name},
+        )
+    ).json()
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    device = (await http.post("/v1/devices", json={"platform": "ios"}, headers=auth)).json()
+    return session["user_id"], session["access_token"], device["mqtt"]
+
+
+async def _phone(exits: contextlib.AsyncExitStack, user_id: str, mqtt: dict[str, str]) -> Phone:
+    client = AsyncMqtt(
+        ws_endpoint(mqtt["ws_url"]),
+        client_id=mqtt["client_id"],
+        username=mqtt["username"],
+        password=mqtt["password"],
+        clean_start=True,
+        session_expiry=0,
+    )
+    await exits.enter_async_context(client)
+    await client.subscribe([(topics.user_call(user_id), 1)])
+    return Phone(user_id, client)
+
+
+async def _next_event(phone: Phone, call_id: str, event: str) -> float:
+    """Wait for `event` of `call_id`; returns its arrival time."""
+    while True:
+        message = await phone.client.next_message(10)
+        arrived = time.perf_counter()
+        body = json.loads(message.payload)
+        if body.get("call_id") == call_id and body.get("event") == event:
+            return arrived
+
+
+async def _caller_loop(caller: Phone, callee: Phone, calls: int, out: list[float]) -> None:
+    for _ in range(calls):
+        call_id = secrets.token_urlsafe(9)
+        invite = json.dumps({"to": callee.user_id, "media": "audio"}).encode()
+        sent = time.perf_counter()
+        caller.client.publish(topics.call_up(call_id, CallAction.INVITE, caller.user_id), invite)
+        out.append((await _next_event(callee, call_id, "incoming") - sent) * 1000)
+        caller.client.publish(topics.call_up(call_id, CallAction.HANGUP, caller.user_id), b"{}")
+        await _next_event(callee, call_id, "cancelled")
+
+
+async def measure_calls(stack: Stack, kind: str, calls: int, pairs: int) -> CallFigures:
+    run = secrets.token_hex(3)
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=stack.config.api_url, timeout=30) as http:
+        people = []
+        for index in range(pairs):
+            a = await _register(http, f"callbench_{run}_a{index}")
+            b = await _register(http, f"callbench_{run}_b{index}")
+            await http.post(
+                "/v1/conversations",
+                json={"member_ids": [b[0]]},
+                headers={"Authorization": f"Bearer {a[1]}"},
+            )
+            people.append((a, b))
+        async with contextlib.AsyncExitStack() as exits:
+            phones = [
+                (await _phone(exits, a[0], a[2]), await _phone(exits, b[0], b[2]))
+                for a, b in people
+            ]
+            warm: list[float] = []
+            await asyncio.gather(*(_caller_loop(a, b, 5, warm) for a, b in phones))
+            per_pair = max(1, calls // pairs)
+            await asyncio.gather(*(_caller_loop(a, b, per_pair, latencies) for a, b in phones))
+    return CallFigures(
+        f"invite -> incoming, {kind} ({pairs} pairs)", latencies, per_pair * len(phones)
+    )
+
+
+async def measure_raw_ping(stack: Stack, count: int) -> CallFigures:
+    """The floor: one message at a time from one connection to another (WebSocket)."""
+    accounts = stack.config.accounts
+    run = secrets.token_hex(4)
+    topic = f"svc/bench/{run}/ping"  # bench-only, no part of the contract
+    endpoint = Endpoint("127.0.0.1", stack.config.ws_port, "websockets")
+    latencies: list[float] = []
+
+    def connection(role: str) -> AsyncMqtt:
+        return AsyncMqtt(
+            endpoint,
+            client_id=f"bench-{role}-{run}",
+            username=accounts.service_username,
+            password=accounts.service_password,
+            clean_start=True,
+            session_expiry=0,
+        )
+
+    async with connection("pub") as publisher, connection("sub") as subscriber:
+        await subscriber.subscribe([(topic, 1)])
+        for index in range(count + 20):
+            sent = time.perf_counter()
+            publisher.publish(topic, b'{"ping": true}')
+            await subscriber.next_message(10)
+            if index >= 20:  # the first ones warm the connections
+                latencies.append((time.perf_counter() - sent) * 1000)
+    return CallFigures("raw hop (ws, one in flight)", latencies, count)
+
+
+def run_calls(kinds: tuple[str, ...], calls: int, pairs: int = 5) -> list[CallFigures]:
+    print("== calls: invite -> incoming (callee device, with its token)", flush=True)
+    figures: list[CallFigures] = []
+    for kind in kinds:
+        with running_stack(kind, 1) as stack:
+            if not figures:
+                figures.append(asyncio.run(measure_raw_ping(stack, calls)))
+            figures.append(asyncio.run(measure_calls(stack, kind, calls, pairs)))
+            print("  " + figures[-1].label, flush=True)
+    return figures
+
+
+def print_calls(figures: list[CallFigures]) -> None:
+    if not figures:
+        return
+    print()
+    print(f"{'call signaling':<40}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'got':>11}{'x raw':>10}")
+    floor = figures[0].p50 if figures[0].label.startswith("raw") else None
+    for figure in figures:
+        print(figure.row(floor))
+    print(f"{'anchor: old app polled calls every 3 s':<40}{ANCHOR_POLL_MEAN_MS:>9.0f}")
+    print(f"{'anchor: its plan called this instant':<40}{ANCHOR_PLAN_MS:>9.0f}")
