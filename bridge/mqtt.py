@@ -296,6 +296,12 @@ class AsyncMqtt:
             self._send_qos1(topic, payload, retain, future)
         return future
 
+    def flush(self) -> None:
+        """Write what is queued now, not on the event loop's next turn: after a
+        publish whose latency matters, before more work delays that turn."""
+        if self.connected.is_set():
+            self._client.loop_write()
+
     def _send_qos1(
         self, topic: str, payload: bytes | str, retain: bool, future: asyncio.Future[None]
     ) -> None:

@@ -1,10 +1,12 @@
 """Call signaling latency: invite published → callee's device receives `incoming`
 (with its LiveKit token), beside the raw broker hop measured the same way.
 
-Closed loop: each caller/callee pair places one call at a time (invite, wait for
-`incoming`, hang up, wait for `cancelled`), several pairs at once, so the
-service sees a steady trickle of real calls. The raw hop is a ping between two
-connections on the same broker, one message in flight, over the same transport.
+Paced: several caller/callee pairs each place one call at a time (invite, wait
+for `incoming`, hang up, wait for `cancelled`), together starting `rate` calls
+a second, spread evenly, so the service sees a steady flow of real calls (each
+call is two transitions, with events, retained state and push notices). The
+raw hop is a ping between two connections on the same broker, one message in
+flight, over the same transport.
 """
 
 from __future__ import annotations
@@ -95,8 +97,14 @@ async def _next_event(phone: Phone, call_id: str, event: str) -> float:
             return arrived
 
 
-async def _caller_loop(caller: Phone, callee: Phone, calls: int, out: list[float]) -> None:
+async def _caller_loop(
+    caller: Phone, callee: Phone, calls: int, out: list[float], interval: float, offset: float
+) -> None:
+    # Pairs start `offset` apart, so the calls are spread, not fired in bursts.
+    next_start = time.perf_counter() + offset
     for _ in range(calls):
+        await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
+        next_start += interval
         call_id = secrets.token_urlsafe(9)
         invite = json.dumps({"to": callee.user_id, "media": "audio"}).encode()
         sent = time.perf_counter()
@@ -106,7 +114,9 @@ async def _caller_loop(caller: Phone, callee: Phone, calls: int, out: list[float
         await _next_event(callee, call_id, "cancelled")
 
 
-async def measure_calls(stack: Stack, kind: str, calls: int, pairs: int) -> CallFigures:
+async def measure_calls(
+    stack: Stack, kind: str, calls: int, pairs: int, rate: float
+) -> CallFigures:
     run = secrets.token_hex(3)
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=stack.config.api_url, timeout=30) as http:
@@ -125,12 +135,16 @@ async def measure_calls(stack: Stack, kind: str, calls: int, pairs: int) -> Call
                 (await _phone(exits, a[0], a[2]), await _phone(exits, b[0], b[2]))
                 for a, b in people
             ]
+            interval = pairs / rate  # each pair's share of the rate
+            spread = [(a, b, i * interval / pairs) for i, (a, b) in enumerate(phones)]
             warm: list[float] = []
-            await asyncio.gather(*(_caller_loop(a, b, 5, warm) for a, b in phones))
+            await asyncio.gather(*(_caller_loop(a, b, 5, warm, interval, o) for a, b, o in spread))
             per_pair = max(1, calls // pairs)
-            await asyncio.gather(*(_caller_loop(a, b, per_pair, latencies) for a, b in phones))
+            await asyncio.gather(
+                *(_caller_loop(a, b, per_pair, latencies, interval, o) for a, b, o in spread)
+            )
     return CallFigures(
-        f"invite -> incoming, {kind} ({pairs} pairs)", latencies, per_pair * len(phones)
+        f"invite -> incoming, {kind}, {rate:.0f} calls/s", latencies, per_pair * len(phones)
     )
 
 
@@ -163,15 +177,18 @@ async def measure_raw_ping(stack: Stack, count: int) -> CallFigures:
     return CallFigures("raw hop (ws, one in flight)", latencies, count)
 
 
-def run_calls(kinds: tuple[str, ...], calls: int, pairs: int = 5) -> list[CallFigures]:
+def run_calls(
+    kinds: tuple[str, ...], calls: int, rates: tuple[float, ...] = (10, 50), pairs: int = 10
+) -> list[CallFigures]:
     print("== calls: invite -> incoming (callee device, with its token)", flush=True)
     figures: list[CallFigures] = []
     for kind in kinds:
         with running_stack(kind, 1) as stack:
             if not figures:
                 figures.append(asyncio.run(measure_raw_ping(stack, calls)))
-            figures.append(asyncio.run(measure_calls(stack, kind, calls, pairs)))
-            print("  " + figures[-1].label, flush=True)
+            for rate in rates:
+                figures.append(asyncio.run(measure_calls(stack, kind, calls, pairs, rate)))
+                print("  " + figures[-1].label, flush=True)
     return figures
 
 

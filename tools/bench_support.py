@@ -13,6 +13,8 @@ import math
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,6 +27,7 @@ import psycopg
 from psycopg import sql
 
 from bridge.mqtt import Endpoint
+from tools.broker import free_port
 from tools.stack import Stack, StackConfig
 
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -295,17 +298,42 @@ def database(kind: str, data_dir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def livekit_double() -> Iterator[tuple[str, str]]:
+    """LiveKit's server API (the test double) in its own process: (url, secret)."""
+    port, secret = free_port(), secrets.token_urlsafe(32)
+    env = {**os.environ, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": secret}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.livekit_double", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().decode().strip()  # printed once it listens
+        yield url, secret
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextlib.contextmanager
 def running_stack(kind: str, instances: int) -> Iterator[Stack]:
-    """A whole system on free ports; its data dir is kept only when something failed."""
+    """A whole system on free ports; its data dir is kept only when something failed.
+
+    LiveKit's server API is the test double (calls close their rooms through
+    it), so no run waits on connections to a LiveKit that is not there."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"chat-bench-{kind}-"))
     failed = True
     try:
-        with database(kind, data_dir) as url:
+        with database(kind, data_dir) as url, livekit_double() as (lk_url, lk_secret):
             config = StackConfig(
                 data_dir=data_dir,
                 database_url=url,
                 persistence_instances=instances,
                 log_level="WARNING",
+                livekit_api_secret=lk_secret,
+                extra_env={"LIVEKIT_API_URL": lk_url},
             )
             stack = Stack(config)
             try:

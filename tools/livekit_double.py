@@ -421,10 +421,10 @@ class LiveKitDouble:
 
     # -- lifecycle
 
-    def start(self) -> Self:
+    def start(self, port: int = 0) -> Self:
         if self._server is not None:
             raise RuntimeError("LiveKitDouble already started")
-        server = _Server(("127.0.0.1", 0), _Handler)
+        server = _Server(("127.0.0.1", port), _Handler)
         server.double = self
         # A short poll interval keeps stop() quick.
         thread = threading.Thread(
@@ -765,3 +765,22 @@ def _egress_for_event(event: str, room: str, egress: EgressInfo | None) -> Egres
     if egress.room_name != room:
         raise ValueError(f"egress {egress.egress_id} is of room {egress.room_name!r}, not {room!r}")
     return egress
+
+
+def main() -> None:
+    """`python -m tools.livekit_double PORT`: serve until killed, with the key and
+    secret from LIVEKIT_API_KEY / LIVEKIT_API_SECRET (a separate process, so the
+    one measuring is not slowed by it)."""
+    import os
+    import signal
+    import sys
+
+    double = LiveKitDouble(os.environ["LIVEKIT_API_KEY"], os.environ["LIVEKIT_API_SECRET"])
+    double.start(port=int(sys.argv[1]))
+    print(double.url, flush=True)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    double.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -45,9 +45,9 @@ from core.config import Settings
 from core.database import Database
 from core.ids import is_valid_id
 from core.timefmt import to_wire, utcnow
-from services.callsig import machine
+from services.callsig import livekit_events, machine
 from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
-from services.callsig.machine import Effects, InviteRequest, Notice, Refusal
+from services.callsig.machine import CallView, Effects, InviteRequest, Notice, PushEvent, Refusal
 from services.callsig.tokens import TokenMinter
 from services.callsig.webhooks import update_from_webhook
 
@@ -55,6 +55,13 @@ log = logging.getLogger(__name__)
 
 # Rooms of calls that ended longer ago than this are no longer retried.
 ROOM_CLOSE_WINDOW = timedelta(hours=1)
+STATE_VERIFY_SECONDS = 1.0
+
+StateKey = list[tuple[str, str, str | None]]
+
+
+def _state_key(calls: list[machine.LiveCall]) -> StateKey:
+    return [(live.call.call_id, live.status, live.device_id) for live in calls]
 
 
 class CallSignaling:
@@ -77,10 +84,13 @@ class CallSignaling:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Rooms whose closing failed once (logged once, then retried quietly).
         self._close_failures: set[str] = set()
+        # The call state this instance last published per user, until verified.
+        self._published: dict[str, StateKey] = {}
         runtime.route(topics.call_up_filter(), 1, self.on_action)
         runtime.route(topics.livekit_webhook(), 1, self.on_webhook)
 
     def start_background(self) -> None:
+        self.runtime.spawn(self._verify_states_forever(), "verify-call-states")
         self.scheduler.start()
         self.scheduler.add_job(
             self._sweep,
@@ -136,7 +146,7 @@ class CallSignaling:
             case CallAction.RECORD:
                 record = decode(RecordUp, payload)
                 return await self.db.run(
-                    machine.request_recording,
+                    livekit_events.request_recording,
                     up.call_id,
                     up.user_id,
                     record.recording,
@@ -149,7 +159,7 @@ class CallSignaling:
         change = update_from_webhook(message.payload)
         if change is None:
             return
-        await self.apply(await self.db.run(machine.apply_livekit, change, utcnow()))
+        await self.apply(await self.db.run(livekit_events.apply_livekit, change, utcnow()))
 
     # --- timers ---------------------------------------------------------------------------
 
@@ -189,7 +199,7 @@ class CallSignaling:
                 for call_id in await self.db.run(machine.unjoined_since, cutoff):
                     await self._end_if_unjoined(call_id)
             ended_after = utcnow() - ROOM_CLOSE_WINDOW
-            for call_id in await self.db.run(machine.rooms_to_close, ended_after):
+            for call_id in await self.db.run(livekit_events.rooms_to_close, ended_after):
                 await self._close_room(call_id)
         except Exception:
             log.exception("call sweep failed; the next one tries again")
@@ -197,45 +207,23 @@ class CallSignaling:
     # --- publishing --------------------------------------------------------------------------
 
     async def apply(self, effects: Effects) -> None:
-        """Publish what a committed transition decided, and move the timers."""
+        """Publish what a committed transition decided, and move the timers.
+
+        Events first: they leave while the rest is done (a timer lost to a
+        crash here is found again by the sweep)."""
         now = utcnow()
-        for call_id, deadline in effects.ringing.items():
-            self._schedule_ring(call_id, deadline)
-        for call_id in effects.answered:
-            self._unschedule(f"ring:{call_id}")
-            if self.join_grace:
-                self.scheduler.add_job(
-                    self._end_if_unjoined,
-                    "date",
-                    run_date=now + self.join_grace,
-                    args=[call_id],
-                    id=f"join:{call_id}",
-                    replace_existing=True,
-                    misfire_grace_time=None,
-                )
-        for call_id in effects.ended:
-            self._unschedule(f"ring:{call_id}")
-            self._unschedule(f"join:{call_id}")
-        sent = [self._send_notice(notice) for notice in effects.notices]
+        sent = []
+        for notice in effects.notices:
+            sent.append(self._send_notice(notice))
+            self.mqtt.flush()  # on its way before the next token is minted
         sent += [self._send_refusal(refusal) for refusal in effects.refusals]
-        at = to_wire(now)
-        for event, call in effects.pushes:
-            notice = PushCallNotice(
-                event=event,
-                call_id=call.call_id,
-                from_=call.caller.user_id,
-                from_name=call.caller.name,
-                to=call.callee.user_id,
-                media=call.media,
-                at=at,
-            )
-            sent.append(
-                self.mqtt.publish(
-                    topics.push_call(call.callee.user_id), notice.model_dump_json().encode()
-                )
-            )
+        sent += [self._send_push(event, call, now) for event, call in effects.pushes]
+        self._move_timers(effects, now)
         await asyncio.gather(*sent)
-        await asyncio.gather(*(self._publish_state(user) for user in effects.state_users))
+        if effects.states:
+            await asyncio.gather(
+                *(self._publish_state(user, calls) for user, calls in effects.states.items())
+            )
         for call_id, audio_only in effects.start_recording:
             await self._start_recording(call_id, audio_only)
         for egress_id in effects.stop_recording:
@@ -254,17 +242,17 @@ class CallSignaling:
                 log.warning("room not closed yet (retried by the sweep): %s", error)
             return
         self._close_failures.discard(call_id)
-        await self.db.run(machine.room_closed, call_id, utcnow())
+        await self.db.run(livekit_events.room_closed, call_id, utcnow())
 
     async def _start_recording(self, call_id: str, audio_only: bool) -> None:
         try:
             recording = await self.livekit.start_recording(call_id, audio_only=audio_only)
         except LiveKitUnavailable as error:
             log.warning("recording not started: %s", error)
-            effects = await self.db.run(machine.recording_started, call_id, None, "failed")
+            effects = await self.db.run(livekit_events.recording_started, call_id, None, "failed")
         else:
             effects = await self.db.run(
-                machine.recording_started, call_id, recording.egress_id, recording.status
+                livekit_events.recording_started, call_id, recording.egress_id, recording.status
             )
         await self.apply(effects)
 
@@ -274,6 +262,39 @@ class CallSignaling:
         except LiveKitUnavailable as error:
             # LiveKit stops a recording by itself when its room is deleted.
             log.warning("recording not stopped: %s", error)
+
+    def _move_timers(self, effects: Effects, now: datetime) -> None:
+        for call_id, deadline in effects.ringing.items():
+            self._schedule_ring(call_id, deadline)
+        for call_id in effects.answered:
+            self._unschedule(f"ring:{call_id}")
+            if self.join_grace:
+                self.scheduler.add_job(
+                    self._end_if_unjoined,
+                    "date",
+                    run_date=now + self.join_grace,
+                    args=[call_id],
+                    id=f"join:{call_id}",
+                    replace_existing=True,
+                    misfire_grace_time=None,
+                )
+        for call_id in effects.ended:
+            self._unschedule(f"ring:{call_id}")
+            self._unschedule(f"join:{call_id}")
+
+    def _send_push(self, event: PushEvent, call: CallView, now: datetime) -> asyncio.Future[None]:
+        notice = PushCallNotice(
+            event=event,
+            call_id=call.call_id,
+            from_=call.caller.user_id,
+            from_name=call.caller.name,
+            to=call.callee.user_id,
+            media=call.media,
+            at=to_wire(now),
+        )
+        return self.mqtt.publish(
+            topics.push_call(call.callee.user_id), notice.model_dump_json().encode()
+        )
 
     def _send_notice(self, notice: Notice) -> asyncio.Future[None]:
         call = notice.call
@@ -309,40 +330,51 @@ class CallSignaling:
             topics.user_call(refusal.user_id), event.model_dump_json().encode()
         )
 
-    async def _publish_state(self, user_id: str) -> None:
-        """Publish the user's retained call state, then read it again and repeat
-        until what was published is still true. Two instances racing on one
-        user's state both end with the newest state as their last publish, so
-        the broker keeps the newest (each publish is acknowledged before the
-        read that checks it)."""
-        published: list[tuple[str, str, str | None]] | None = None
+    async def _verify_states_forever(self) -> None:
+        """Re-publish any state this instance published that the database no
+        longer agrees with.
+
+        Two instances handling one user's calls at the same moment may publish
+        that user's state in the other order than they committed it, leaving
+        the broker an older state. The one that published the older state
+        finds out here (at most a second later) and publishes the newer one.
+        One query per second for all users, instead of one per transition."""
         while True:
-            calls = await self.db.run(machine.live_calls, user_id)
-            current = [(call.call_id, status, device) for call, status, device in calls]
-            if current == published:
-                return
-            state = CallState(
-                calls=[
-                    LiveCall(
-                        call_id=call.call_id,
-                        from_=call.caller.user_id,
-                        to=call.callee.user_id,
-                        media=call.media,
-                        status="ringing" if status == "ringing" else "active",
-                        device_id=device,
-                        livekit=self.minter.join(
-                            call.call_id,
-                            user_id,
-                            (call.caller if call.caller.user_id == user_id else call.callee).name,
-                        ),
-                    )
-                    for call, status, device in calls
-                ]
-            )
-            await self.mqtt.publish(
-                topics.user_call_state(user_id),
-                state.model_dump_json().encode(),
-                qos=1,
-                retain=True,
-            )
-            published = current
+            await asyncio.sleep(STATE_VERIFY_SECONDS)
+            if not self._published:
+                continue
+            published, self._published = self._published, {}
+            current = await self.db.run(machine.live_calls, list(published))
+            stale = {u: calls for u, calls in current.items() if _state_key(calls) != published[u]}
+            if stale:
+                log.info("re-publishing the call state of %d user(s)", len(stale))
+                await asyncio.gather(*(self._publish_state(u, c) for u, c in stale.items()))
+
+    def _publish_state(self, user_id: str, calls: list[machine.LiveCall]) -> asyncio.Future[None]:
+        """The user's retained call state (checked later: `_verify_states_forever`)."""
+        self._published[user_id] = _state_key(calls)
+        state = CallState(
+            calls=[
+                LiveCall(
+                    call_id=live.call.call_id,
+                    from_=live.call.caller.user_id,
+                    to=live.call.callee.user_id,
+                    media=live.call.media,
+                    status="ringing" if live.status == "ringing" else "active",
+                    device_id=live.device_id,
+                    livekit=self.minter.join(
+                        live.call.call_id,
+                        user_id,
+                        (
+                            live.call.caller
+                            if live.call.caller.user_id == user_id
+                            else live.call.callee
+                        ).name,
+                    ),
+                )
+                for live in calls
+            ]
+        )
+        return self.mqtt.publish(
+            topics.user_call_state(user_id), state.model_dump_json().encode(), qos=1, retain=True
+        )

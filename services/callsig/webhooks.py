@@ -13,8 +13,8 @@ from google.protobuf import json_format
 from livekit.protocol.webhook import WebhookEvent
 
 from core.ids import is_valid_id
+from services.callsig.livekit_events import LiveKitUpdate
 from services.callsig.livekit_server import recording_of
-from services.callsig.machine import LiveKitUpdate
 
 log = logging.getLogger(__name__)
 

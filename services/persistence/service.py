@@ -27,6 +27,7 @@ from bridge.wire.base import M, WireError, decode
 from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, TypingUp
 from core.config import Settings
 from core.database import Database
+from core.db import reading
 from core.ids import is_valid_id
 from services.persistence import store
 from services.persistence.delivery import (
@@ -203,5 +204,5 @@ class PersistenceService:
 
 
 def _members(engine: Engine, conv_id: str) -> frozenset[str]:
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         return frozenset(store.members_of(conn, [conv_id]).get(conv_id, []))
