@@ -31,6 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.wire.calls import CallEventName, CallMedia, ErrorReason, RecordingStatus
 from core.db import reading
+from services.callsig import invite_pg
 from services.callsig import statements as sql
 
 LIVE = ("ringing", "active")
@@ -235,7 +236,21 @@ class InviteRequest:
 
 
 def invite(engine: Engine, request: InviteRequest) -> Effects:
+    if engine.dialect.name == "postgresql":
+        names = invite_pg.try_ring(engine, request)
+        if names is not None:
+            return _rang(request, *names)
     return transaction(engine, lambda conn: _invite(conn, request))
+
+
+def _rang(rq: InviteRequest, caller_name: str, callee_name: str) -> Effects:
+    fx = Effects()
+    call = CallView(
+        rq.call_id, Party(rq.caller_id, caller_name), Party(rq.callee_id, callee_name), rq.media
+    )
+    _ring(call, fx)
+    fx.ringing[rq.call_id] = rq.now + rq.ring_timeout
+    return fx
 
 
 def _invite(conn: Connection, rq: InviteRequest) -> Effects:
