@@ -404,11 +404,23 @@ class AsyncMqtt:
             loop.remove_writer(sock)
 
     def _on_register_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
-        self._on_loop(self._watch_write, sock)
+        self._on_loop(self._write_soon, sock)
 
-    def _watch_write(self, sock: Any) -> None:
-        with contextlib.suppress(ValueError, OSError):
-            self._require_loop().add_writer(sock, self._client.loop_write)
+    def _write_soon(self, sock: Any) -> None:
+        # Later in this turn of the loop, not from inside paho's publish call.
+        self._require_loop().call_soon(self._write_or_watch, sock)
+
+    def _write_or_watch(self, sock: Any) -> None:
+        """Write now; wait for the socket only if it cannot take everything.
+
+        The usual case needs no writer registered at all: two epoll_ctl calls
+        and a loop turn fewer per burst of publishes."""
+        if self._client._sock is not sock or not self._client._out_packet:
+            return
+        self._client.loop_write()
+        if self._client._sock is sock and self._client._out_packet:
+            with contextlib.suppress(ValueError, OSError):
+                self._require_loop().add_writer(sock, self._client.loop_write)
 
     def _on_unregister_write(self, _c: paho.Client, _u: Any, sock: Any) -> None:
         self._on_loop(self._unwatch_write, sock)
