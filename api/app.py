@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from api.deps import AppState
 from api.errors import install_error_handlers
 from api.media.storage import LocalDiskStorage
-from api.routes import auth, calls, conversations, devices, livekit, media, messages
+from api.routes import auth, calls, conversations, devices, livekit, media, messages, users
 from bridge.mqtt import AsyncMqtt, Endpoint
 from bridge.provisioning import Provisioner
 from core.config import Settings, get_settings
@@ -51,7 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Marketplace chat API", version="1", lifespan=lifespan)
     install_error_handlers(app)
-    for module in (auth, devices, conversations, messages, media, calls, livekit):
+    for module in (auth, devices, conversations, messages, media, calls, livekit, users):
         app.include_router(module.router)
 
     @app.get("/healthz", tags=["ops"])

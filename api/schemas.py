@@ -163,3 +163,10 @@ class CallsSeenIn(Request):
 
 class MissedCount(BaseModel):
     missed_unseen: int
+
+
+class PresenceOut(BaseModel):
+    user_id: str
+    online: bool
+    # When the user was last online; null while online (or never seen).
+    last_seen: str | None

@@ -73,6 +73,24 @@ def presence(user_id: str, device_id: str) -> str:
     return f"presence/{user_id}/{device_id}"
 
 
+def presence_filter() -> str:
+    return "presence/+/+"
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUp:
+    user_id: str
+    device_id: str
+
+
+def parse_presence(topic: str) -> PresenceUp | None:
+    """`presence/<user_id>/<device_id>` or None when it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[0] != "presence":
+        return None
+    return PresenceUp(user_id=parts[1], device_id=parts[2])
+
+
 @dataclass(frozen=True, slots=True)
 class ConvUp:
     conv_id: str
@@ -114,6 +132,11 @@ def user_call(user_id: str) -> str:
 def user_call_state(user_id: str) -> str:
     """Retained: the user's live calls (a device connecting mid-call learns of them)."""
     return f"user/{user_id}/call/current"
+
+
+def user_presence(user_id: str) -> str:
+    """Presence changes of the user's conversation peers."""
+    return f"user/{user_id}/presence"
 
 
 def user_support(user_id: str) -> str:

@@ -25,6 +25,7 @@ from chatclient.events import (
     Event,
     MessageEvent,
     OtherEvent,
+    PresenceChanged,
     ReadReceiptEvent,
     TypingIndicator,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "OtherEvent",
     "Outbox",
     "OutboxClosed",
+    "PresenceChanged",
     "PublishRefused",
     "ReadReceiptEvent",
     "SendMessage",

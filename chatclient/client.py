@@ -53,6 +53,7 @@ from bridge.wire.messaging import (
     TypingEvent,
     TypingUp,
 )
+from bridge.wire.presence import PresenceEvent
 from chatclient.events import (
     AckEvent,
     CallEventReceived,
@@ -60,6 +61,7 @@ from chatclient.events import (
     Event,
     MessageEvent,
     OtherEvent,
+    PresenceChanged,
     ReadReceiptEvent,
     TypingIndicator,
 )
@@ -463,6 +465,9 @@ class ChatClient:
             return
         if topic == topics.user_call_state(self.user_id):
             self._emit(CallStateChanged(CallState.model_validate_json(payload)))
+            return
+        if topic == topics.user_presence(self.user_id):
+            self._emit(PresenceChanged(PresenceEvent.model_validate_json(payload)))
             return
         conv = self._conv_event(topic)
         if conv is None:

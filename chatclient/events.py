@@ -8,6 +8,7 @@ from typing import Any
 
 from bridge.wire.calls import CallEvent, CallState
 from bridge.wire.messaging import Ack, StoredMessage
+from bridge.wire.presence import PresenceEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,13 @@ class CallStateChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    """A conversation peer came online or went offline."""
+
+    event: PresenceEvent
+
+
+@dataclass(frozen=True, slots=True)
 class OtherEvent:
     """Anything this library does not model yet (support events)."""
 
@@ -75,5 +83,6 @@ Event = (
     | AckEvent
     | CallEventReceived
     | CallStateChanged
+    | PresenceChanged
     | OtherEvent
 )

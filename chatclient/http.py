@@ -196,6 +196,12 @@ class ChatHttp:
         answer = await self._json("POST", "/v1/sync", json={"known": known, "limit": limit})
         return cast(list[dict[str, Any]], answer["conversations"])
 
+    # --- presence ---------------------------------------------------------------------
+
+    async def presence(self, user_id: str) -> dict[str, Any]:
+        """`{"user_id", "online", "last_seen"}` of yourself or a conversation peer."""
+        return await self._json("GET", f"/v1/users/{user_id}/presence")
+
     # --- calls ------------------------------------------------------------------------
 
     async def calls(self, *, limit: int | None = None, before: str | None = None) -> dict[str, Any]:

@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     recording_enabled: bool = False
     recording_filepath: str = "recordings/{room_name}-{time}.mp4"
 
+    # Presence: a user who went offline is announced so only after this long
+    # without coming back (a flapping mobile connection announces nothing).
+    presence_offline_debounce_seconds: float = Field(default=5.0, ge=0)
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -46,6 +46,9 @@ class Device(SQLModel, table=True):
     push_token: str | None = Field(default=None, max_length=255)
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None
+    # Presence, as the device last announced it (services/presence).
+    online: bool = False
+    last_seen_at: datetime | None = None
 
 
 class Conversation(SQLModel, table=True):

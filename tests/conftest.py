@@ -115,7 +115,11 @@ def stack(
     are exercised by every test; server-side recording on."""
     url = database_factory()  # type: ignore[operator]
     running = start_stack(
-        url, tmp_path_factory.mktemp("stack"), livekit=livekit, RECORDING_ENABLED="true"
+        url,
+        tmp_path_factory.mktemp("stack"),
+        livekit=livekit,
+        RECORDING_ENABLED="true",
+        PRESENCE_OFFLINE_DEBOUNCE_SECONDS="1",
     )
     yield running
     running.stop()

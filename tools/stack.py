@@ -1,4 +1,5 @@
-"""The whole system as local processes: broker, API, persistence and callsig instances.
+"""The whole system as local processes: broker, API, persistence and callsig instances,
+the presence tracker.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
 runs. Each process is a real OS process (the tests kill -9 them).
@@ -97,6 +98,7 @@ class Stack:
             self.start_persistence(str(index))
         for index in range(1, self.config.callsig_instances + 1):
             self.start_callsig(str(index))
+        self.start_service("presence", "services.presence", "1")
 
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.broker_config, self.log_dir / "broker.log")

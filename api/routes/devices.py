@@ -11,6 +11,7 @@ from api.deps import CurrentUser, StateDep
 from api.errors import ApiError
 from api.schemas import DeviceIn, DeviceOut, MqttCredentials
 from api.security import new_mqtt_password
+from bridge import topics
 from core.ids import new_id
 from core.models import Device
 from core.timefmt import utcnow
@@ -59,6 +60,9 @@ async def delete_device(device_id: str, user: CurrentUser, state: StateDep) -> R
     await state.provisioner.delete_device(device_id)
     if device.revoked_at is None:
         await run_in_threadpool(_revoke, state, device_id)
+    # The broker's dropping it published its Last Will (offline); the retained
+    # presence of a device that no longer exists is then cleared.
+    state.mqtt.publish(topics.presence(user.id, device_id), b"", qos=1, retain=True)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

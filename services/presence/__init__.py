@@ -1,0 +1,1 @@
+"""Presence: which users are online, told to their conversation peers."""
