@@ -44,9 +44,25 @@ class SessionOut(BaseModel):
     access_token: str
 
 
+# Expo's push tokens: `ExponentPushToken[...]` (and the newer `ExpoPushToken[...]`).
+PushToken = Annotated[
+    str, StringConstraints(pattern=r"^Expo(nent)?PushToken\[[A-Za-z0-9_-]{1,200}\]$")
+]
+
+
 class DeviceIn(Request):
     platform: Literal["ios", "android", "web"]
-    push_token: Annotated[str, StringConstraints(min_length=1, max_length=255)] | None = None
+    push_token: PushToken | None = None
+
+
+class PushTokenIn(Request):
+    # null: this device takes no more pushes.
+    push_token: PushToken | None
+
+
+class PushTokenOut(BaseModel):
+    device_id: str
+    push_token: str | None
 
 
 class MqttCredentials(BaseModel):

@@ -9,7 +9,7 @@ from sqlmodel import Session
 
 from api.deps import CurrentUser, StateDep
 from api.errors import ApiError
-from api.schemas import DeviceIn, DeviceOut, MqttCredentials
+from api.schemas import DeviceIn, DeviceOut, MqttCredentials, PushTokenIn, PushTokenOut
 from api.security import new_mqtt_password
 from bridge import topics
 from core.ids import new_id
@@ -66,6 +66,25 @@ async def delete_device(device_id: str, user: CurrentUser, state: StateDep) -> R
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.put("/{device_id}/push-token")
+async def set_push_token(
+    device_id: str, body: PushTokenIn, user: CurrentUser, state: StateDep
+) -> PushTokenOut:
+    """Give a device its Expo push token (apps get one after login), or take it away."""
+    await run_in_threadpool(_set_push_token, state, device_id, user.id, body.push_token)
+    return PushTokenOut(device_id=device_id, push_token=body.push_token)
+
+
+def _set_push_token(state: StateDep, device_id: str, user_id: str, token: str | None) -> None:
+    with Session(state.engine) as session:
+        device = session.get(Device, device_id)
+        if device is None or device.user_id != user_id or device.revoked_at is not None:
+            raise ApiError(404, "not_found", "no such device of yours")
+        device.push_token = token
+        session.add(device)
+        session.commit()
+
+
 def _own_device(state: StateDep, device_id: str, user_id: str) -> Device:
     with Session(state.engine) as session:
         device = session.get(Device, device_id)
@@ -79,5 +98,6 @@ def _revoke(state: StateDep, device_id: str) -> None:
         device = session.get(Device, device_id)
         if device is not None:
             device.revoked_at = utcnow()
+            device.push_token = None  # a removed device takes no pushes
             session.add(device)
             session.commit()
