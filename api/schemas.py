@@ -44,9 +44,10 @@ class SessionOut(BaseModel):
     access_token: str
 
 
-# Expo's push tokens: `ExponentPushToken[...]` (and the newer `ExpoPushToken[...]`).
+# Expo's push tokens, `ExponentPushToken[...]`: the form Expo's server SDK sends to
+# (it refuses the `ExpoPushToken[...]` spelling before sending).
 PushToken = Annotated[
-    str, StringConstraints(pattern=r"^Expo(nent)?PushToken\[[A-Za-z0-9_-]{1,200}\]$")
+    str, StringConstraints(pattern=r"^ExponentPushToken\[[A-Za-z0-9_-]{1,200}\]$")
 ]
 
 

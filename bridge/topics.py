@@ -178,6 +178,10 @@ def push_call(user_id: str) -> str:
     return f"push/call/{user_id}"
 
 
+def push_call_filter() -> str:
+    return "push/call/+"
+
+
 def shared(group: str, topic_filter: str) -> str:
     """A shared subscription: the broker hands each message to one group member."""
     return f"$share/{group}/{topic_filter}"

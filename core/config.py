@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     recording_enabled: bool = False
     recording_filepath: str = "recordings/{room_name}-{time}.mp4"
 
+    # Push (Expo). The API's base URL (a test server in the tests), and the
+    # access token of Expo's "enhanced security" if the project turned it on.
+    expo_api_url: str = "https://exp.host"
+    expo_access_token: str = ""
+    push_receipt_check_seconds: float = Field(default=900.0, gt=0)
+
     # Presence: a user who went offline is announced so only after this long
     # without coming back (a flapping mobile connection announces nothing).
     presence_offline_debounce_seconds: float = Field(default=5.0, ge=0)

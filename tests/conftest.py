@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tools.expo_double import ExpoDouble
 from tools.livekit_double import LiveKitDouble
 from tools.stack import Stack, StackConfig
 
@@ -108,8 +109,18 @@ def livekit() -> Iterator[LiveKitDouble]:
 
 
 @pytest.fixture(scope="session")
+def expo() -> Iterator[ExpoDouble]:
+    """Expo's push API, as a double (Expo cannot be reached from here)."""
+    with ExpoDouble() as double:
+        yield double
+
+
+@pytest.fixture(scope="session")
 def stack(
-    database_factory: object, tmp_path_factory: pytest.TempPathFactory, livekit: LiveKitDouble
+    database_factory: object,
+    tmp_path_factory: pytest.TempPathFactory,
+    livekit: LiveKitDouble,
+    expo: ExpoDouble,
 ) -> Iterator[Stack]:
     """The shared system: two instances of each service, so shared subscriptions
     are exercised by every test; server-side recording on."""
@@ -120,6 +131,8 @@ def stack(
         livekit=livekit,
         RECORDING_ENABLED="true",
         PRESENCE_OFFLINE_DEBOUNCE_SECONDS="1",
+        EXPO_API_URL=expo.url,
+        PUSH_RECEIPT_CHECK_SECONDS="1",
     )
     yield running
     running.stop()

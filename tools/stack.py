@@ -1,5 +1,5 @@
 """The whole system as local processes: broker, API, persistence and callsig instances,
-the presence tracker.
+the presence tracker, push.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
 runs. Each process is a real OS process (the tests kill -9 them).
@@ -99,6 +99,7 @@ class Stack:
         for index in range(1, self.config.callsig_instances + 1):
             self.start_callsig(str(index))
         self.start_service("presence", "services.presence", "1")
+        self.start_service("push", "services.push", "1")
 
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.broker_config, self.log_dir / "broker.log")

@@ -43,13 +43,13 @@ def test_a_token_comes_with_the_device_or_later_and_is_validated(stack: Stack) -
 
     device_id = alice.device("android")["device_id"]
     assert stored_token(stack, device_id) is None
-    newer = "ExpoPushToken[yyyyyyyyyyyy]"
+    newer = "ExponentPushToken[yyyyyyyyyyyy]"
     assert put_token(alice, device_id, newer) == (
         200,
         {"device_id": device_id, "push_token": newer},
     )
     assert stored_token(stack, device_id) == newer
-    for malformed in ("ExponentPushToken[]", "token", 42, "ExponentPushToken[a b]"):
+    for malformed in ("ExponentPushToken[]", "token", 42, "ExponentPushToken[a b]", "x" * 300):
         status, body = put_token(alice, device_id, malformed)
         assert status == 422 and body["error"]["code"] == "invalid_payload"  # type: ignore[index]
     assert stored_token(stack, device_id) == newer  # unchanged

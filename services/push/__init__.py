@@ -1,0 +1,1 @@
+"""Push notifications through Expo for users with no device online."""
