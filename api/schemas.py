@@ -187,3 +187,12 @@ class PresenceOut(BaseModel):
     online: bool
     # When the user was last online; null while online (or never seen).
     last_seen: str | None
+
+
+class MuteIn(Request):
+    muted: bool
+
+
+class MuteOut(BaseModel):
+    conv_id: str
+    muted: bool

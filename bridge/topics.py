@@ -182,6 +182,11 @@ def push_call_filter() -> str:
     return "push/call/+"
 
 
+def push_message() -> str:
+    """Stored messages for the push service (services only)."""
+    return "push/message"
+
+
 def shared(group: str, topic_filter: str) -> str:
     """A shared subscription: the broker hands each message to one group member."""
     return f"$share/{group}/{topic_filter}"

@@ -156,6 +156,10 @@ class ChatHttp:
             body["title"] = title
         return await self._json("POST", "/v1/conversations", json=body)
 
+    async def mute(self, conv_id: str, muted: bool = True) -> None:
+        """No push notifications for this conversation (or again, with False)."""
+        await self._json("PUT", f"/v1/conversations/{conv_id}/mute", json={"muted": muted})
+
     async def list_conversations(self) -> list[dict[str, Any]]:
         answer = await self._json("GET", "/v1/conversations")
         return cast(list[dict[str, Any]], answer["conversations"])

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     expo_api_url: str = "https://exp.host"
     expo_access_token: str = ""
     push_receipt_check_seconds: float = Field(default=900.0, gt=0)
+    # Messages of one conversation within this window make one push ("3 new messages").
+    push_message_window_seconds: float = Field(default=1.0, ge=0)
+    # At most this many message pushes per user per minute (calls are never held back).
+    push_user_per_minute: int = Field(default=20, ge=1)
 
     # Presence: a user who went offline is announced so only after this long
     # without coming back (a flapping mobile connection announces nothing).

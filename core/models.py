@@ -67,6 +67,8 @@ class Member(SQLModel, table=True):
     user_id: str = Field(foreign_key="user.id", primary_key=True, index=True, max_length=ID_LEN)
     last_read_seq: int = 0
     joined_at: datetime = Field(default_factory=utcnow)
+    # No push notifications for this conversation (the member muted it).
+    muted: bool = False
 
 
 class Media(SQLModel, table=True):

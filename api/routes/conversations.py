@@ -10,7 +10,14 @@ from sqlmodel import Session
 
 from api.deps import CurrentUser, SessionDep
 from api.errors import ApiError
-from api.schemas import ConversationIn, ConversationList, ConversationOut, ConversationSummary
+from api.schemas import (
+    ConversationIn,
+    ConversationList,
+    ConversationOut,
+    ConversationSummary,
+    MuteIn,
+    MuteOut,
+)
 from core.ids import new_id
 from core.models import Conversation, Member, User
 from core.timefmt import to_wire
@@ -137,3 +144,19 @@ def list_conversations(user: CurrentUser, session: SessionDep) -> ConversationLi
             for row in rows
         ]
     )
+
+
+@router.put("/{conv_id}/mute")
+def mute_conversation(
+    conv_id: str, body: MuteIn, user: CurrentUser, session: SessionDep
+) -> MuteOut:
+    """Mute (or unmute) a conversation: no push notifications for it."""
+    member = session.get(Member, (conv_id, user.id))
+    if member is None:
+        if session.get(Conversation, conv_id) is None:
+            raise ApiError.rejection("unknown_conversation", "no such conversation")
+        raise ApiError.rejection("not_member", "you are not a member of this conversation")
+    member.muted = body.muted
+    session.add(member)
+    session.commit()
+    return MuteOut(conv_id=conv_id, muted=body.muted)

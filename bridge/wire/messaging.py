@@ -124,3 +124,11 @@ class TypingEvent(WireModel):
 
     user_id: str
     typing: bool
+
+
+class PushCandidate(WireModel):
+    """`push/message` (services only): a stored message, and who may need a push
+    for it (the members but the sender). The push service decides who is offline."""
+
+    message: StoredMessage
+    recipients: list[str]

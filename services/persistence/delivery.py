@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from bridge import topics
 from bridge.mqtt import AsyncMqtt
 from bridge.topics import UpKind
-from bridge.wire.messaging import Ack, AckStatus, ErrorInfo, StoredMessage
+from bridge.wire.messaging import Ack, AckStatus, ErrorInfo, PushCandidate, StoredMessage
 from services.persistence.store import Duplicate, Outcome, Rejected, Stored
 
 
@@ -38,12 +38,20 @@ def ack_for(conv_id: str, client_msg_id: str | None, outcome: Outcome) -> Ack:
 def deliver_after_commit(
     mqtt: AsyncMqtt, message: StoredMessage, member_ids: Iterable[str]
 ) -> list[asyncio.Future[None]]:
-    """Publish one committed message to every member (the sender's devices too)."""
+    """Publish one committed message to every member (the sender's devices too),
+    and once to the push service, for the members who may be offline."""
     payload = message.model_dump_json().encode()
-    return [
+    members = list(member_ids)
+    copies = [
         mqtt.publish(topics.user_conv(member, message.conv_id, UpKind.MSG), payload, qos=1)
-        for member in member_ids
+        for member in members
     ]
+    candidate = PushCandidate(
+        message=message, recipients=[m for m in members if m != message.sender_id]
+    )
+    if candidate.recipients:
+        copies.append(mqtt.publish(topics.push_message(), candidate.model_dump_json().encode()))
+    return copies
 
 
 def publish_ack(mqtt: AsyncMqtt, sender_id: str, ack: Ack) -> asyncio.Future[None]:

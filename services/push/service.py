@@ -1,5 +1,12 @@
 """The push service: notifications through Expo for users with no device online.
 
+Messages (from persistence on `push/message`, once per stored message): each
+recipient who has no device online and has not muted the conversation gets a
+push; messages of one conversation within `PUSH_MESSAGE_WINDOW_SECONDS` make one
+push that says how many. Who is online is checked again when the window closes
+(a user who came back meanwhile gets nothing), and at most
+`PUSH_USER_PER_MINUTE` message pushes go to one user a minute.
+
 Calls (from callsig's notices on `push/call/{callee}`): `incoming` goes out at
 once with high priority and a time to live of the ring timeout, so a phone that
 comes back later does not ring for a call long over; `cancelled` and `missed`
@@ -13,6 +20,8 @@ later by an APScheduler job) are dropped.
 from __future__ import annotations
 
 import logging
+import time
+from collections import deque
 from datetime import UTC
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -23,13 +32,18 @@ from bridge.mqtt import Inbound
 from bridge.service import ServiceRuntime
 from bridge.wire.base import WireError, decode
 from bridge.wire.calls import PushCallNotice
+from bridge.wire.messaging import PushCandidate, StoredMessage
 from core.config import Settings
 from core.database import Database
 from services.push import store
+from services.push.collapse import Collapser
 from services.push.expo import ExpoSender, SendReport
 
 log = logging.getLogger(__name__)
 
+RATE_WINDOW_SECONDS = 60.0
+PREVIEW_CHARS = 150  # well under Expo's 4 KiB payload, whatever the text
+MEDIA_LABEL = {"image": "Photo", "audio": "Voice note", "file": "File"}
 CALL_CHANNEL = "calls"  # the Android notification channel the app sets up for ringing
 CALL_BODY = {
     ("incoming", "audio"): "Incoming voice call",
@@ -52,7 +66,12 @@ class PushService:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Accepted tickets whose receipts are still to be checked: (id, token).
         self._unchecked: list[tuple[str, str]] = []
+        self._collapser = Collapser(
+            settings.push_message_window_seconds, self._push_messages, runtime.spawn
+        )
+        self._recent: dict[str, deque[float]] = {}  # user -> times of recent message pushes
         runtime.route(topics.push_call_filter(), 1, self.on_call_notice)
+        runtime.route(topics.push_message(), 1, self.on_message)
 
     def start_background(self) -> None:
         self.scheduler.start()
@@ -102,6 +121,45 @@ class PushService:
         ]
         await self._record(await self.sender.send(messages))
 
+    # --- messages ------------------------------------------------------------------------
+
+    async def on_message(self, message: Inbound) -> None:
+        try:
+            candidate = decode(PushCandidate, message.payload)
+        except WireError as error:
+            log.warning("ignored %s: %s", message.topic, error.message)
+            return
+        stored = candidate.message
+        offline = await self.db.run(store.offline_recipients, stored.conv_id, candidate.recipients)
+        for user_id in offline:
+            self._collapser.add(user_id, stored)
+
+    async def _push_messages(self, user_id: str, count: int, last: StoredMessage) -> None:
+        """The window closed: one push for what it collected, if still wanted."""
+        offline = await self.db.run(store.offline_recipients, last.conv_id, [user_id])
+        tokens = offline.get(user_id)
+        if not tokens or not self._within_rate(user_id):
+            return
+        sender = await self.db.run(store.display_name, last.sender_id)
+        body = preview(last) if count == 1 else f"{count} new messages"
+        data = {"type": "message", "conv_id": last.conv_id, "seq": last.seq, "count": count}
+        messages = [
+            PushMessage(to=token, title=sender, body=body, data=data, sound="default")
+            for token in tokens
+        ]
+        await self._record(await self.sender.send(messages))
+
+    def _within_rate(self, user_id: str) -> bool:
+        now = time.monotonic()
+        recent = self._recent.setdefault(user_id, deque())
+        while recent and now - recent[0] > RATE_WINDOW_SECONDS:
+            recent.popleft()
+        if len(recent) >= self.settings.push_user_per_minute:
+            log.info("push to %s held back: over %d a minute", user_id, len(recent))
+            return False
+        recent.append(now)
+        return True
+
     async def _record(self, report: SendReport) -> None:
         self._unchecked.extend(report.accepted)
         if report.dead_tokens:
@@ -114,3 +172,14 @@ class PushService:
         if dead:
             log.info("dropping %d push tokens found dead in receipts", len(dead))
             await self.db.run(store.drop_tokens, dead)
+
+
+def preview(message: StoredMessage) -> str:
+    """The body of a one-message push: the text, or a label for media."""
+    text = (message.text or "").strip()
+    if message.kind != "text":
+        label = MEDIA_LABEL[message.kind]
+        if message.kind == "file" and message.media is not None:
+            label = f"{label}: {message.media.name}"
+        text = f"{label} · {text}" if text else label
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
