@@ -7,7 +7,9 @@
    service stores it and delivers it, another user's device receives it;
 3. the highest sustained rate per database (a ramp), and a blast's delivered/s;
 4. call signaling per database: invite to the callee's `incoming`, beside the
-   raw hop measured the same way (tools/bench_calls.py).
+   raw hop measured the same way (tools/bench_calls.py);
+5. push per database: stored message to the Expo request, and a burst to
+   10,000 offline recipients (tools/bench_push.py).
 
 Every latency is measured in this one process (publish call to arrival at the
 receiving client's asyncio side, both with `time.perf_counter()`), so clocks
@@ -35,6 +37,7 @@ from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, Inbound
 from bridge.topics import UpKind
 from tools.bench_calls import CallFigures, print_calls, run_calls
+from tools.bench_push import PushFigures, print_push, run_push
 from tools.bench_support import (
     ANCHOR_SOCKETIO_PG_P50_MS,
     HEADER,
@@ -88,7 +91,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--instances", type=int, default=1, help="persistence instances")
     parser.add_argument("--pairs", type=int, default=10, help="sender/receiver conversations")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
-    parser.add_argument("--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls")
+    parser.add_argument(
+        "--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls,push"
+    )
     parser.add_argument("--blast", type=int, default=None, help="blast size (5000; 500 quick)")
     parser.add_argument(
         "--acks",
@@ -524,8 +529,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as exc:
             traceback.print_exc()
             failures.append(f"call signaling failed: {exc!r}")
+    pushes: list[PushFigures] = []
+    if "push" not in options.skip:
+        try:
+            pushes = run_push(options.dbs, min(options.messages, 200))
+        except Exception as exc:
+            traceback.print_exc()
+            failures.append(f"push failed: {exc!r}")
     print_table(raw, full, failures)
     print_calls(calls)
+    print_push(pushes)
     return 1 if failures else 0
 
 

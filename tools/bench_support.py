@@ -318,7 +318,9 @@ def livekit_double() -> Iterator[tuple[str, str]]:
 
 
 @contextlib.contextmanager
-def running_stack(kind: str, instances: int) -> Iterator[Stack]:
+def running_stack(
+    kind: str, instances: int, extra_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """A whole system on free ports; its data dir is kept only when something failed.
 
     LiveKit's server API is the test double (calls close their rooms through
@@ -333,7 +335,7 @@ def running_stack(kind: str, instances: int) -> Iterator[Stack]:
                 persistence_instances=instances,
                 log_level="WARNING",
                 livekit_api_secret=lk_secret,
-                extra_env={"LIVEKIT_API_URL": lk_url},
+                extra_env={"LIVEKIT_API_URL": lk_url, **(extra_env or {})},
             )
             stack = Stack(config)
             try:

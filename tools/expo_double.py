@@ -52,6 +52,7 @@ import gzip
 import json
 import signal
 import threading
+import time
 import uuid
 import zlib
 from collections import deque
@@ -223,6 +224,8 @@ class ExpoDouble:
         # One condition guards all state; wait_for_messages waits on it for new messages.
         self._cond = threading.Condition()
         self._messages: list[Message] = []
+        # When each recorded message arrived (time.perf_counter()), for benchmarks.
+        self._arrived: list[float] = []
         self._send_requests = 0
         self._receipt_requests = 0
         self._tickets: dict[str, str] = {}  # ticket id -> token
@@ -287,6 +290,12 @@ class ExpoDouble:
         with self._cond:
             return copy.deepcopy(self._messages)
 
+    @property
+    def arrivals(self) -> list[tuple[float, dict[str, Any]]]:
+        """(time.perf_counter() at arrival, message) for each recorded message."""
+        with self._cond:
+            return list(zip(self._arrived, copy.deepcopy(self._messages), strict=True))
+
     def messages_to(self, token: str) -> list[Message]:
         return [message for message in self.messages if message["to"] == token]
 
@@ -315,6 +324,7 @@ class ExpoDouble:
         the behaviours arranged below are kept."""
         with self._cond:
             self._messages.clear()
+            self._arrived.clear()
             self._send_requests = self._receipt_requests = 0
 
     # -- what tests arrange
@@ -401,6 +411,7 @@ class ExpoDouble:
         ticket_id = str(uuid.uuid4())
         self._tickets[ticket_id] = token
         self._messages.append({**copy.deepcopy(message), "to": token})
+        self._arrived.append(time.perf_counter())
         return {"status": "ok", "id": ticket_id}
 
     def _get_receipts(self, payload: Any) -> _Reply:

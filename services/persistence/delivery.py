@@ -16,6 +16,8 @@ from bridge.topics import UpKind
 from bridge.wire.messaging import Ack, AckStatus, ErrorInfo, PushCandidate, StoredMessage
 from services.persistence.store import Duplicate, Outcome, Rejected, Stored
 
+PUSH_RECIPIENTS_PER_NOTICE = 1000
+
 
 def ack_for(conv_id: str, client_msg_id: str | None, outcome: Outcome) -> Ack:
     if isinstance(outcome, Rejected):
@@ -46,10 +48,12 @@ def deliver_after_commit(
         mqtt.publish(topics.user_conv(member, message.conv_id, UpKind.MSG), payload, qos=1)
         for member in members
     ]
-    candidate = PushCandidate(
-        message=message, recipients=[m for m in members if m != message.sender_id]
-    )
-    if candidate.recipients:
+    recipients = [m for m in members if m != message.sender_id]
+    # In slices: a large group's member list would not fit one MQTT packet.
+    for start in range(0, len(recipients), PUSH_RECIPIENTS_PER_NOTICE):
+        candidate = PushCandidate(
+            message=message, recipients=recipients[start : start + PUSH_RECIPIENTS_PER_NOTICE]
+        )
         copies.append(mqtt.publish(topics.push_message(), candidate.model_dump_json().encode()))
     return copies
 

@@ -36,7 +36,7 @@ from bridge.wire.messaging import PushCandidate, StoredMessage
 from core.config import Settings
 from core.database import Database
 from services.push import store
-from services.push.collapse import Collapser
+from services.push.collapse import Collapser, Due
 from services.push.expo import ExpoSender, SendReport
 
 log = logging.getLogger(__name__)
@@ -66,14 +66,13 @@ class PushService:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Accepted tickets whose receipts are still to be checked: (id, token).
         self._unchecked: list[tuple[str, str]] = []
-        self._collapser = Collapser(
-            settings.push_message_window_seconds, self._push_messages, runtime.spawn
-        )
+        self._collapser = Collapser(settings.push_message_window_seconds, self._push_due)
         self._recent: dict[str, deque[float]] = {}  # user -> times of recent message pushes
         runtime.route(topics.push_call_filter(), 1, self.on_call_notice)
         runtime.route(topics.push_message(), 1, self.on_message)
 
     def start_background(self) -> None:
+        self.runtime.spawn(self._collapser.run(), "message-pushes")
         self.scheduler.start()
         self.scheduler.add_job(
             self._check_receipts,
@@ -134,20 +133,39 @@ class PushService:
         for user_id in offline:
             self._collapser.add(user_id, stored)
 
-    async def _push_messages(self, user_id: str, count: int, last: StoredMessage) -> None:
-        """The window closed: one push for what it collected, if still wanted."""
-        offline = await self.db.run(store.offline_recipients, last.conv_id, [user_id])
-        tokens = offline.get(user_id)
-        if not tokens or not self._within_rate(user_id):
-            return
-        sender = await self.db.run(store.display_name, last.sender_id)
-        body = preview(last) if count == 1 else f"{count} new messages"
-        data = {"type": "message", "conv_id": last.conv_id, "seq": last.seq, "count": count}
-        messages = [
-            PushMessage(to=token, title=sender, body=body, data=data, sound="default")
-            for token in tokens
-        ]
-        await self._record(await self.sender.send(messages))
+    async def _push_due(self, batch: list[Due]) -> None:
+        """Windows that closed: one push each, if still wanted (the member may
+        have come online or muted meanwhile), sent together."""
+        try:
+            messages = await self._messages_for(batch)
+            if messages:
+                await self._record(await self.sender.send(messages))
+        except Exception:
+            log.exception("%d message pushes failed", len(batch))
+
+    async def _messages_for(self, batch: list[Due]) -> list[PushMessage]:
+        by_conv: dict[str, list[Due]] = {}
+        for due in batch:
+            by_conv.setdefault(due.last.conv_id, []).append(due)
+        names = await self.db.run(store.display_names, {due.last.sender_id for due in batch})
+        messages = []
+        for conv_id, dues in by_conv.items():
+            offline = await self.db.run(
+                store.offline_recipients, conv_id, [due.user_id for due in dues]
+            )
+            for due in dues:
+                tokens = offline.get(due.user_id)
+                if not tokens or not self._within_rate(due.user_id):
+                    continue
+                last = due.last
+                body = preview(last) if due.count == 1 else f"{due.count} new messages"
+                data = {"type": "message", "conv_id": conv_id, "seq": last.seq, "count": due.count}
+                title = names.get(last.sender_id, "Someone")
+                messages += [
+                    PushMessage(to=token, title=title, body=body, data=data, sound="default")
+                    for token in tokens
+                ]
+        return messages
 
     def _within_rate(self, user_id: str) -> bool:
         now = time.monotonic()

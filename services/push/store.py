@@ -51,7 +51,9 @@ _RECIPIENTS = (
         member_t.c.muted.is_(False),
     )
 )
-_NAME = select(user_t.c.display_name).where(user_t.c.id == bindparam("user_id"))
+_NAMES = select(user_t.c.id, user_t.c.display_name).where(
+    user_t.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 def offline_recipients(
@@ -70,7 +72,6 @@ def offline_recipients(
     return {user: found for user, found in tokens.items() if user not in online}
 
 
-def display_name(engine: Engine, user_id: str) -> str:
+def display_names(engine: Engine, user_ids: set[str]) -> dict[str, str]:
     with reading(engine) as conn:
-        name: str | None = conn.execute(_NAME, {"user_id": user_id}).scalar()
-    return name or "Someone"
+        return {row.id: row.display_name for row in conn.execute(_NAMES, {"ids": list(user_ids)})}
