@@ -1,6 +1,7 @@
 """`./chat run`: the whole system on this machine, until Ctrl-C.
 
-Broker (project config, on the ports in settings), API and persistence, with
+Broker (project config, on the ports in settings), API, persistence, callsig,
+presence and push, with
 SQLite in `data/` unless DATABASE_URL says otherwise. Broker secrets are made on
 first start and kept in `data/secrets.json` (the broker's ACL file holds their
 hashes). If any process dies, everything is stopped and the exit says which.
@@ -90,7 +91,8 @@ Marketplace chat is running.
   MQTT (TCP)        127.0.0.1:{settings.mqtt_tcp_port}             (services, mosquitto_sub)
   Database          {db_label}
   Calls (LiveKit)   {settings.livekit_url}   (key {settings.livekit_api_key}, secret in \
-data/secrets.json; see docs/calls.md)
+{data_dir}/secrets.json; see docs/calls.md)
+  Push (Expo)       {settings.expo_api_url}
   Logs              {stack.log_dir}
 Watch the services:  mosquitto_sub -p {settings.mqtt_tcp_port} -u svc -P "$(python3 -c \
 'import json;print(json.load(open("{data_dir}/secrets.json"))["service"])')" -t 'svc/#' -v
