@@ -58,10 +58,11 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Literal, Self, cast
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
+
+from tools.http_double import DoubleServer, ServedInThread
 
 API_PREFIX = "/--/api/v2"
 SEND_PATH = API_PREFIX + "/push/send"
@@ -183,11 +184,6 @@ def _not_registered(token: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- HTTP plumbing
 
 
-class _Server(ThreadingHTTPServer):
-    double: ExpoDouble
-    daemon_threads = True
-
-
 class _Handler(BaseHTTPRequestHandler):
     # One request per connection: stop() never waits on an idle keep-alive socket.
     protocol_version = "HTTP/1.0"
@@ -196,7 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
         encoding = self.headers.get("Content-Encoding", "")
-        reply = cast(_Server, self.server).double._handle(self.path, body, encoding)
+        reply = cast(DoubleServer[ExpoDouble], self.server).double._handle(
+            self.path, body, encoding
+        )
         data = json.dumps(reply.body).encode()
         self.send_response(reply.status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
@@ -212,7 +210,7 @@ class _Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------- the double
 
 
-class ExpoDouble:
+class ExpoDouble(ServedInThread):
     """Expo's push API on 127.0.0.1, served from a background thread.
 
     Usable from synchronous fixtures and while an asyncio loop runs in the same process.
@@ -221,6 +219,7 @@ class ExpoDouble:
     """
 
     def __init__(self) -> None:
+        super().__init__(_Handler)
         # One condition guards all state; wait_for_messages waits on it for new messages.
         self._cond = threading.Condition()
         self._messages: list[Message] = []
@@ -236,50 +235,8 @@ class ExpoDouble:
             SEND_PATH: ("send", self._send),
             RECEIPTS_PATH: ("getReceipts", self._get_receipts),
         }
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle
-
-    def start(self, port: int = 0) -> Self:
-        if self._server is not None:
-            raise RuntimeError("ExpoDouble already started")
-        server = _Server(("127.0.0.1", port), _Handler)
-        server.double = self
-        # A short poll interval keeps stop() quick.
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The `host` for `PushClient(host=url)`; no trailing slash, since the SDK appends
-        `/--/api/v2/...` to it by plain concatenation for receipts."""
-        if self._server is None:
-            raise RuntimeError("ExpoDouble not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- what tests inspect
 

@@ -62,9 +62,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self, TypeVar, cast
+from http.server import BaseHTTPRequestHandler
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 import jwt
@@ -95,6 +94,8 @@ from livekit.protocol.room import (
     RoomParticipantIdentity,
 )
 from livekit.protocol.webhook import WebhookEvent
+
+from tools.http_double import DoubleServer, ServedInThread
 
 M = TypeVar("M", bound=Message)
 
@@ -284,10 +285,6 @@ def _encode(response: Message, request: _HttpRequest) -> _Reply:
     return _Reply(200, "application/protobuf", response.SerializeToString())
 
 
-class _Server(ThreadingHTTPServer):
-    double: LiveKitDouble
-
-
 class _Handler(BaseHTTPRequestHandler):
     # One request per connection: stop() never waits on an idle keep-alive socket.
     protocol_version = "HTTP/1.0"
@@ -314,7 +311,7 @@ class _Handler(BaseHTTPRequestHandler):
             content_type=self.headers.get("Content-Type", ""),
             body=self.rfile.read(length),
         )
-        reply = cast(_Server, self.server).double._handle(request)
+        reply = cast(DoubleServer[LiveKitDouble], self.server).double._handle(request)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
         self.send_header("Content-Length", str(len(reply.body)))
@@ -383,7 +380,7 @@ def sign_webhook(event: WebhookEvent, api_key: str, api_secret: str) -> tuple[by
 # ---------------------------------------------------------------- the double
 
 
-class LiveKitDouble:
+class LiveKitDouble(ServedInThread):
     """LiveKit's RoomService and Egress Twirp APIs on 127.0.0.1, in a background thread.
 
     Usable from synchronous fixtures and while an asyncio loop runs in the same process.
@@ -392,6 +389,7 @@ class LiveKitDouble:
     """
 
     def __init__(self, api_key: str, api_secret: str) -> None:
+        super().__init__(_Handler)
         if len(api_secret) < MIN_SECRET_LENGTH:
             # LiveKit refuses to start with such a secret, and PyJWT warns about it (an
             # error under `-W error`, raised on the server thread where it is hard to read).
@@ -416,48 +414,8 @@ class LiveKitDouble:
             "StopEgress": self._stop_egress,
             "ListEgress": self._list_egress,
         }
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # -- lifecycle
-
-    def start(self, port: int = 0) -> Self:
-        if self._server is not None:
-            raise RuntimeError("LiveKitDouble already started")
-        server = _Server(("127.0.0.1", port), _Handler)
-        server.double = self
-        # A short poll interval keeps stop() quick.
-        thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        thread.start()
-        self._server, self._thread = server, thread
-        return self
-
-    def stop(self) -> None:
-        if self._server is None or self._thread is None:
-            return
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("LiveKitDouble not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     # -- what tests inspect and arrange
 

@@ -1,10 +1,10 @@
 """`./chat run`: the whole system on this machine, until Ctrl-C.
 
 Broker (project config, on the ports in settings), API, persistence, callsig,
-presence and push, with
-SQLite in `data/` unless DATABASE_URL says otherwise. Broker secrets are made on
-first start and kept in `data/secrets.json` (the broker's ACL file holds their
-hashes). If any process dies, everything is stopped and the exit says which.
+presence and push, with SQLite in `data/` unless DATABASE_URL says otherwise.
+Broker and LiveKit secrets are made on first start and kept in
+`data/secrets.json` (the broker's ACL file holds their hashes). If any process
+dies, everything is stopped and the exit says which.
 """
 
 from __future__ import annotations

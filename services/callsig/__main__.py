@@ -1,50 +1,19 @@
 """`python -m services.callsig`: run one call signaling instance."""
 
-from __future__ import annotations
-
-import asyncio
-import signal
-
-from bridge.mqtt import Endpoint
 from bridge.service import ServiceRuntime
-from core.config import get_settings
+from core.config import Settings
 from core.database import Database
-from core.logs import setup_logging
 from services.callsig.livekit_server import LiveKitServer
 from services.callsig.service import CallSignaling
 from services.callsig.tokens import TokenMinter
+from services.runner import run
 
 
-async def main() -> None:
-    settings = get_settings()
-    setup_logging(settings.log_level, f"callsig-{settings.instance}")
-    db = Database(settings.effective_database_url)
-    runtime = ServiceRuntime(
-        "callsig",
-        settings.instance,
-        Endpoint(settings.mqtt_host, settings.mqtt_tcp_port),
-        username=settings.mqtt_service_username,
-        password=settings.mqtt_service_password,
-    )
+def build(runtime: ServiceRuntime, db: Database, settings: Settings) -> CallSignaling:
+    # Made here, inside the running loop: the LiveKit client holds an aiohttp session.
     livekit = LiveKitServer(settings)
-    service = CallSignaling(runtime, db, settings, TokenMinter.from_settings(settings), livekit)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    runtime.spawn(_start_when_ready(runtime, service), "start-background")
-    try:
-        await runtime.run(stop)
-    finally:
-        service.stop_background()
-        await livekit.close()
-        await db.close()
-
-
-async def _start_when_ready(runtime: ServiceRuntime, service: CallSignaling) -> None:
-    await runtime.ready.wait()
-    service.start_background()
+    return CallSignaling(runtime, db, settings, TokenMinter.from_settings(settings), livekit)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run("callsig", build)

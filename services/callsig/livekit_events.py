@@ -20,7 +20,7 @@ from services.callsig.machine import (
     Refusal,
     end,
     locked_call,
-    participant_check,
+    party_action,
     transaction,
     view,
 )
@@ -127,25 +127,24 @@ def request_recording(
 ) -> Effects:
     """A party asks to start or stop recording; LiveKit is asked after the commit."""
 
-    def work(conn: Connection) -> Effects:
-        fx = Effects()
-        row = locked_call(conn, call_id)
-        refusal = participant_check(row, user_id, call_id, callee_only=False)
-        if refusal is not None:
-            return fx.refuse(refusal)
+    def act(conn: Connection, row: Any, fx: Effects) -> None:
         base = Refusal(user_id, call_id, "not_active", row.caller_id, row.callee_id, row.media)
         if not enabled:
-            return fx.refuse(base.because("recording_unavailable"))
+            fx.refuse(base.because("recording_unavailable"))
+            return
         if row.status != "active":
-            return fx.refuse(base)
+            fx.refuse(base)
+            return
         # A start that never got LiveKit's answer (callsig died while asking)
         # stays `requested`; asking again is allowed.
         retry = row.recording_status == "requested" and row.egress_id is None
         recording = row.recording_status in RECORDING_LIVE and not retry
         if on and recording:
-            return fx.refuse(base.because("already_recording"))
+            fx.refuse(base.because("already_recording"))
+            return
         if not on and (not recording or row.egress_id is None):
-            return fx.refuse(base.because("not_recording"))
+            fx.refuse(base.because("not_recording"))
+            return
         status: RecordingStatus = "requested" if on else "ending"
         values: dict[str, Any] = {"recording_status": status}
         if on:
@@ -155,9 +154,8 @@ def request_recording(
             fx.stop_recording.append(row.egress_id)
         conn.execute(update(call_t).where(call_t.c.id == call_id).values(values))
         _tell_recording(row, status, fx)
-        return fx
 
-    return transaction(engine, work)
+    return party_action(engine, call_id, user_id, callee_only=False, act=act)
 
 
 def recording_started(

@@ -374,21 +374,38 @@ def _insert_call(
 # --- answer, refuse, end ---------------------------------------------------------------
 
 
-def accept(engine: Engine, call_id: str, user_id: str, device_id: str, now: datetime) -> Effects:
+PartyAct = Callable[[Connection, Any, Effects], None]
+
+
+def party_action(
+    engine: Engine, call_id: str, user_id: str, *, callee_only: bool, act: PartyAct
+) -> Effects:
+    """A party's action on a call: one transaction that locks the call, refuses
+    anyone who is not in it (or not its callee), then runs `act(conn, row, fx)`."""
+
     def work(conn: Connection) -> Effects:
         fx = Effects()
         row = locked_call(conn, call_id)
-        refusal = participant_check(row, user_id, call_id, callee_only=True)
+        refusal = participant_check(row, user_id, call_id, callee_only=callee_only)
         if refusal is not None:
             return fx.refuse(refusal)
+        act(conn, row, fx)
+        return fx
+
+    return transaction(engine, work)
+
+
+def accept(engine: Engine, call_id: str, user_id: str, device_id: str, now: datetime) -> Effects:
+    def act(conn: Connection, row: Any, fx: Effects) -> None:
         if row.status == "ringing" and row.ring_deadline <= now:
             _miss(conn, row, now, fx)
-            return fx.refuse(_refusal_about(row, user_id, "not_ringing"))
-        if row.status != "ringing":
-            return fx.refuse(_refusal_about(row, user_id, "not_ringing"))
+        if row.status != "ringing" or row.ring_deadline <= now:
+            fx.refuse(_refusal_about(row, user_id, "not_ringing"))
+            return
         owned = conn.execute(sql.ACTIVE_DEVICE, {"device_id": device_id, "user_id": user_id})
         if owned.first() is None:
-            return fx.refuse(_refusal_about(row, user_id, "unknown_device"))
+            fx.refuse(_refusal_about(row, user_id, "unknown_device"))
+            return
         conn.execute(sql.ANSWER, {"b_id": call_id, "b_at": now, "b_dev": device_id})
         call = view(row)
         for party in (call.caller, call.callee):
@@ -396,35 +413,24 @@ def accept(engine: Engine, call_id: str, user_id: str, device_id: str, now: date
         active = [LiveCall(call, "active", device_id)]
         fx.states[call.caller.user_id] = fx.states[call.callee.user_id] = active
         fx.answered.append(call_id)
-        return fx
 
-    return transaction(engine, work)
+    return party_action(engine, call_id, user_id, callee_only=True, act=act)
 
 
 def decline(engine: Engine, call_id: str, user_id: str, now: datetime) -> Effects:
-    def work(conn: Connection) -> Effects:
-        fx = Effects()
-        row = locked_call(conn, call_id)
-        refusal = participant_check(row, user_id, call_id, callee_only=True)
-        if refusal is not None:
-            return fx.refuse(refusal)
+    def act(conn: Connection, row: Any, fx: Effects) -> None:
         if row.status != "ringing":
-            return fx.refuse(_refusal_about(row, user_id, "not_ringing"))
-        _decline(conn, row, now, fx)
-        return fx
+            fx.refuse(_refusal_about(row, user_id, "not_ringing"))
+        else:
+            _decline(conn, row, now, fx)
 
-    return transaction(engine, work)
+    return party_action(engine, call_id, user_id, callee_only=True, act=act)
 
 
 def hangup(engine: Engine, call_id: str, user_id: str, now: datetime) -> Effects:
     """Before an answer the caller cancels (the callee declines); after, both end."""
 
-    def work(conn: Connection) -> Effects:
-        fx = Effects()
-        row = locked_call(conn, call_id)
-        refusal = participant_check(row, user_id, call_id, callee_only=False)
-        if refusal is not None:
-            return fx.refuse(refusal)
+    def act(conn: Connection, row: Any, fx: Effects) -> None:
         if row.status == "ringing" and user_id == row.callee_id:
             _decline(conn, row, now, fx)
         elif row.status == "ringing":
@@ -437,9 +443,8 @@ def hangup(engine: Engine, call_id: str, user_id: str, now: datetime) -> Effects
             end(conn, row, "hangup", now, fx)
         else:
             fx.refuse(_refusal_about(row, user_id, "not_live"))
-        return fx
 
-    return transaction(engine, work)
+    return party_action(engine, call_id, user_id, callee_only=False, act=act)
 
 
 def expire(engine: Engine, call_id: str, now: datetime) -> Effects:

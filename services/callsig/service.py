@@ -102,9 +102,10 @@ class CallSignaling:
             coalesce=True,
         )
 
-    def stop_background(self) -> None:
+    async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        await self.livekit.close()
 
     # --- actions -------------------------------------------------------------------------
 

@@ -67,6 +67,9 @@ class PersistenceService:
         self.runtime.spawn(self._mark_delivered_forever(), "mark-delivered")
         self.runtime.spawn(self._redeliver_forever(), "redeliver")
 
+    async def stop(self) -> None:
+        """Nothing to release: unacknowledged work is redelivered by the broker."""
+
     # --- messages -------------------------------------------------------------------
 
     async def on_message(self, message: Inbound) -> None:

@@ -47,6 +47,13 @@ class PresenceTracker:
         self._going_offline: dict[str, asyncio.TimerHandle] = {}
         runtime.route(topics.presence_filter(), 1, self.on_presence, shared=False)
 
+    def start_background(self) -> None:
+        """Nothing runs in the background: the tracker only reacts."""
+
+    async def stop(self) -> None:
+        for handle in self._going_offline.values():
+            handle.cancel()
+
     async def on_presence(self, message: Inbound) -> None:
         up = topics.parse_presence(message.topic)
         if up is None or not (is_valid_id(up.user_id) and is_valid_id(up.device_id)):

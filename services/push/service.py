@@ -83,7 +83,7 @@ class PushService:
             coalesce=True,
         )
 
-    def stop_background(self) -> None:
+    async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
