@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 
 HISTORY_PAGE = 200  # the contract's maximum `limit`
 RECONNECT_POLL_SECONDS = 1.0  # safety net in case a disconnect/connect pair was missed
+# An ack normally comes within milliseconds; one this late means the send was lost.
+ACK_TIMEOUT_SECONDS = 5.0
 PRESENCE_TIMEOUT_SECONDS = 2.0
 STASH_MAX = 10_000
 ENDED_CALLS_KEPT = 1_000
@@ -579,6 +581,10 @@ class ChatClient:
 
     async def _watch_reconnects(self, mqtt: AsyncMqtt, seen: int) -> None:
         while True:
+            if mqtt.connected.is_set():
+                resent = self.outbox.resend_overdue(ACK_TIMEOUT_SECONDS)
+                if resent:
+                    log.info("%s: re-sent %d sends with no ack", self.device_id, resent)
             if mqtt.connect_count == seen:
                 # Normally wakes on the disconnect/connect pair; the timeout is
                 # a safety net should both happen while we were busy.

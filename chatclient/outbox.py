@@ -5,6 +5,9 @@ Why it exists:
   `user/{uid}/ack`. A connection lost in between loses nothing here: after a
   reconnect `resend_all()` publishes the unacked sends again with the *same*
   `client_msg_id`, and the server answers `duplicate` for any it had stored.
+- A send whose ack does not come (the message was lost on the way, e.g. while
+  a restarted broker had no subscriber yet for it) is published again after
+  `resend_overdue`'s timeout, with the same `client_msg_id`.
 - `seq` follows the order in which the server commits sends. With several
   persistence instances sharing the load (a shared subscription), two sends that
   are on the wire together may be committed in either order. Keeping at most
@@ -24,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +60,8 @@ class PendingSend:
     publish_count: int = 0
     # The last publish attempt raised (not connected): nothing reached the wire.
     publish_failed: bool = False
+    # time.monotonic() of the last publish attempt.
+    published_at: float = 0.0
 
 
 class Outbox:
@@ -156,6 +162,15 @@ class Outbox:
             count += 1
         return count
 
+    def resend_overdue(self, older_than: float, now: float | None = None) -> int:
+        """Publish again every in-flight send not acked `older_than` seconds after
+        its last publish; returns how many. Safe: the server de-duplicates."""
+        now = time.monotonic() if now is None else now
+        overdue = [p for p in self.in_flight() if now - p.published_at >= older_than]
+        for pending in overdue:
+            self._publish_one(pending)
+        return len(overdue)
+
     def close(self, reason: str = "outbox closed") -> None:
         """Fail every unsettled send with `OutboxClosed` (nothing will ack them now)."""
         self._closed = True
@@ -189,6 +204,7 @@ class Outbox:
 
     def _publish_one(self, pending: PendingSend) -> None:
         pending.publish_count += 1
+        pending.published_at = time.monotonic()
         try:
             puback = self._publish(pending.conv_id, pending.payload)
         except Exception as error:

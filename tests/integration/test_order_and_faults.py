@@ -190,3 +190,30 @@ async def test_committed_but_undelivered_is_delivered_by_the_outbox_sweep(
         async with ChatClient(buyer.client.creds, buyer.user_id) as again:
             message = await again.wait_for_message(lambda m: m.conv_id == conv, 20)
             assert (message.seq, message.text) == (1, "still there?")
+
+
+async def test_a_send_the_restarted_broker_had_no_subscriber_for_is_sent_again(
+    own_stack: Callable[[int], Stack],
+) -> None:
+    """Mosquitto 2.0 does not restore shared subscriptions after a restart: until
+    the persistence service subscribes again, a send is acknowledged by the broker
+    (no matching subscribers) and dropped. The client's ack timeout sends it again."""
+    stack = own_stack(1)
+    async with (
+        person(stack.config.api_url, "seller") as seller,
+        person(stack.config.api_url, "buyer") as buyer,
+    ):
+        conv = (await seller.http.create_conversation([buyer.user_id]))["conv_id"]
+        assert (await send_text(seller.client, conv, "before")).status == "stored"
+        await asyncio.to_thread(stack.kill, "persistence-1")
+        await asyncio.to_thread(stack.terminate, "broker")
+        await asyncio.to_thread(stack.start_broker)
+        await seller.client.wait_reconnected(20)
+        pending = send_text(seller.client, conv, "into the void")
+        await asyncio.sleep(1.0)  # published and dropped: nobody was subscribed
+        assert not pending.done()
+        await asyncio.to_thread(stack.start_persistence, "1")
+        ack = await asyncio.wait_for(pending, 20)
+        assert (ack.status, ack.seq) == ("stored", 2)
+        message = await buyer.client.wait_for_message(lambda m: m.seq == 2, 10)
+        assert message.text == "into the void"

@@ -350,3 +350,16 @@ def test_resend_only_failed_skips_sends_that_reached_the_wire() -> None:
         assert wire.ids() == ["on-time", "early"]
 
     run(body)
+
+
+@pytest.mark.anyio
+async def test_a_send_with_no_ack_is_published_again_after_the_timeout() -> None:
+    published: list[bytes] = []
+    outbox = Outbox(lambda _conv, payload: published.append(payload) or None)
+    future = outbox.send("c1", SendMessage(client_msg_id="m1", kind="text", text="hi"))
+    [sent] = outbox.in_flight()
+    assert outbox.resend_overdue(5.0, now=sent.published_at + 4.9) == 0
+    assert outbox.resend_overdue(5.0, now=sent.published_at + 5.0) == 1
+    assert published == [published[0], published[0]]  # the same bytes, the same id
+    outbox.on_ack(Ack(client_msg_id="m1", conv_id="c1", status="duplicate", id="x", seq=1))
+    assert future.done() and outbox.resend_overdue(0.0) == 0
