@@ -27,17 +27,18 @@ import secrets
 import sys
 import time
 import traceback
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import httpx
 
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint, Inbound
 from bridge.topics import UpKind
-from tools.bench_calls import CallFigures, print_calls, run_calls
-from tools.bench_push import PushFigures, print_push, run_push
+from tools.bench_calls import print_calls, run_calls
+from tools.bench_push import print_push, run_push
 from tools.bench_support import (
     ANCHOR_SOCKETIO_PG_P50_MS,
     HEADER,
@@ -55,6 +56,7 @@ from tools.stack import Stack
 TEXT = "x" * 150  # the anchors' 150-byte body
 PASSWORD = "bench-password-1"
 P99_LIMIT_MS = 50.0
+T = TypeVar("T")
 SETTLE_SECONDS = 0.3  # lets stragglers and PUBACKs of one phase clear before the next
 
 
@@ -509,33 +511,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     failures: list[str] = []
-    raw: list[Result] = []
+
+    def attempt(part: str, label: str, measure: Callable[[], list[T]]) -> list[T]:
+        """One part of the run (unless skipped); one that fails is reported and
+        the others still run."""
+        if part in options.skip:
+            return []
+        try:
+            return measure()
+        except Exception as exc:
+            traceback.print_exc()
+            failures.append(f"{label} failed: {exc!r}")
+            return []
+
+    raw = attempt("raw", "raw hop", partial(run_raw, options))
     full: list[Result] = []
-    try:
-        raw = [] if "raw" in options.skip else run_raw(options)
-    except Exception as exc:
-        traceback.print_exc()
-        failures.append(f"raw hop failed: {exc!r}")
-    for kind in options.dbs if "full" not in options.skip else ():
-        try:
-            full += run_full(kind, options)
-        except Exception as exc:
-            traceback.print_exc()
-            failures.append(f"{kind} full path failed: {exc!r}")
-    calls: list[CallFigures] = []
-    if "calls" not in options.skip:
-        try:
-            calls = run_calls(options.dbs, min(options.messages, 1000))
-        except Exception as exc:
-            traceback.print_exc()
-            failures.append(f"call signaling failed: {exc!r}")
-    pushes: list[PushFigures] = []
-    if "push" not in options.skip:
-        try:
-            pushes = run_push(options.dbs, min(options.messages, 200))
-        except Exception as exc:
-            traceback.print_exc()
-            failures.append(f"push failed: {exc!r}")
+    for kind in options.dbs:
+        full += attempt("full", f"{kind} full path", partial(run_full, kind, options))
+    messages = options.messages
+    calls = attempt("calls", "call signaling", partial(run_calls, options.dbs, min(messages, 1000)))
+    pushes = attempt("push", "push", partial(run_push, options.dbs, min(messages, 200)))
     print_table(raw, full, failures)
     print_calls(calls)
     print_push(pushes)

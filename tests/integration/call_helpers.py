@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from livekit import api
 
-from bridge.wire.calls import CallEvent, LiveKitJoin
+from bridge.mqtt import AsyncMqtt, Endpoint
+from bridge.wire.calls import LiveKitJoin
 from chatclient import ChatClient, ChatHttp
 from core.config import Settings
 from tools.stack import Stack
@@ -62,8 +63,17 @@ def assert_token_for(join: LiveKitJoin | None, call_id: str, who: Phone, stack: 
     assert claims.video.room == call_id and claims.video.room_join is True
 
 
-async def events_of(client: ChatClient, call_id: str, count: int) -> list[CallEvent]:
-    return [await client.wait_for_call_event(call_id=call_id) for _ in range(count)]
+def service_watcher(stack: Stack, client_id: str) -> AsyncMqtt:
+    """A connection with the services' account, to watch topics no user may read."""
+    accounts = stack.config.accounts
+    return AsyncMqtt(
+        Endpoint("127.0.0.1", stack.config.tcp_port),
+        client_id=client_id,
+        username=accounts.service_username,
+        password=accounts.service_password,
+        clean_start=True,
+        reconnect=False,
+    )
 
 
 async def eventually(check: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -10,9 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from bridge import topics
-from bridge.mqtt import AsyncMqtt, Endpoint
 from tests.conftest import start_stack
-from tests.integration.call_helpers import eventually, phone
+from tests.integration.call_helpers import eventually, phone, service_watcher
 from tests.integration.test_call_livekit import answered_call, deliver, join
 from tools.livekit_double import LiveKitDouble
 from tools.stack import Stack
@@ -44,18 +43,10 @@ async def test_an_unanswered_call_ends_for_the_caller_and_is_missed_by_the_calle
     timer_stack: Stack,
 ) -> None:
     api = timer_stack.config.api_url
-    accounts = timer_stack.config.accounts
     async with (
         phone(api, "alice") as alice,
         phone(api, "bob", devices=2) as bob,
-        AsyncMqtt(
-            Endpoint("127.0.0.1", timer_stack.config.tcp_port),
-            client_id="push-watch-timers",
-            username=accounts.service_username,
-            password=accounts.service_password,
-            clean_start=True,
-            reconnect=False,
-        ) as watcher,
+        service_watcher(timer_stack, "push-watch-timers") as watcher,
     ):
         await watcher.subscribe([(topics.push_call(bob.user_id), 1)])
         await alice.converse_with(bob)

@@ -9,9 +9,9 @@ import json
 import pytest
 
 from bridge import topics
-from bridge.mqtt import AsyncMqtt, Endpoint, PublishRefused
+from bridge.mqtt import PublishRefused
 from chatclient import CallStateChanged, ChatClient
-from tests.integration.call_helpers import Phone, assert_token_for, phone
+from tests.integration.call_helpers import Phone, assert_token_for, phone, service_watcher
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
@@ -271,16 +271,8 @@ async def test_no_one_can_act_in_a_call_as_someone_else(stack: Stack) -> None:
 
 async def test_call_notices_for_the_push_service_are_published(stack: Stack) -> None:
     api = stack.config.api_url
-    accounts = stack.config.accounts
     async with (
-        AsyncMqtt(
-            Endpoint("127.0.0.1", stack.config.tcp_port),
-            client_id="push-watch",
-            username=accounts.service_username,
-            password=accounts.service_password,
-            clean_start=True,
-            reconnect=False,
-        ) as watcher,
+        service_watcher(stack, "push-watch") as watcher,
         phone(api, "alice") as alice,
         phone(api, "bob") as bob,
     ):
