@@ -5,18 +5,32 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
-from api.deps import AppState
+from api.dashboard_files import mount_dashboard
+from api.deps import AppState, ThreadRunner
 from api.errors import install_error_handlers
 from api.media.storage import LocalDiskStorage
-from api.routes import auth, calls, conversations, devices, livekit, media, messages, users
+from api.routes import (
+    auth,
+    calls,
+    conversations,
+    devices,
+    livekit,
+    media,
+    messages,
+    support,
+    users,
+)
 from bridge.mqtt import AsyncMqtt, Endpoint
 from bridge.provisioning import Provisioner
 from core.config import Settings, get_settings
 from core.db import make_engine
 from core.logs import setup_logging
+from services.support_router.notify import Notifier, wake_router
+from services.support_router.service import rules_from
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         setup_logging(settings.log_level, f"api-{settings.instance}")
+        for problem in dashboard_problems:
+            log.warning("dashboard: %s", problem)
         engine = make_engine(settings.effective_database_url)
         mqtt = AsyncMqtt(
             Endpoint(settings.mqtt_host, settings.mqtt_tcp_port),
@@ -41,7 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         provisioner = Provisioner(mqtt)
         await provisioner.start()
         storage = LocalDiskStorage(settings.effective_media_dir)
-        app.state.chat = AppState(settings, engine, mqtt, provisioner, storage)
+        # The routers build the live views; the API wakes one when they change.
+        support = Notifier(
+            mqtt,
+            ThreadRunner(engine),
+            rules_from(settings),
+            views_elsewhere=partial(wake_router, mqtt),
+        )
+        app.state.chat = AppState(settings, engine, mqtt, provisioner, storage, support)
         try:
             yield
         finally:
@@ -51,8 +74,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="Marketplace chat API", version="1", lifespan=lifespan)
     install_error_handlers(app)
-    for module in (auth, devices, conversations, messages, media, calls, livekit, users):
+    for module in (auth, devices, conversations, messages, media, calls, livekit, users, support):
         app.include_router(module.router)
+    dashboard_problems = mount_dashboard(app)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

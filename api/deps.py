@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from sqlmodel import Session
 
@@ -18,6 +19,9 @@ from bridge.provisioning import Provisioner
 from core.config import Settings
 from core.models import AccessToken, User
 from core.timefmt import utcnow
+from services.support_router.notify import Notifier
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -27,6 +31,18 @@ class AppState:
     mqtt: AsyncMqtt
     provisioner: Provisioner
     storage: MediaStorage
+    support: Notifier
+
+
+class ThreadRunner:
+    """Runs store functions `func(engine, *args)` in the thread pool (the API's
+    database calls are synchronous; the services use core.database.Database)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def run(self, func: Callable[..., T], *args: Any) -> T:
+        return await run_in_threadpool(func, self.engine, *args)
 
 
 def get_state(request: Request) -> AppState:

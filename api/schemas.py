@@ -196,3 +196,52 @@ class MuteIn(Request):
 class MuteOut(BaseModel):
     conv_id: str
     muted: bool
+
+
+# --- live support (docs/support.md) ------------------------------------------------------
+
+Subject = Annotated[Text, StringConstraints(max_length=200), AfterValidator(_not_blank)]
+
+
+class TicketIn(Request):
+    subject: Subject
+    priority: Literal["low", "normal", "high", "urgent"]
+    text: Annotated[Text, StringConstraints(min_length=1, max_length=4000)] | None = None
+
+
+class TicketCreated(BaseModel):
+    ticket_id: str
+    conv_id: str
+    status: str
+    position: int | None
+
+
+class TransferIn(Request):
+    operator_id: Id | None
+
+
+class RatingIn(Request):
+    score: int = Field(ge=1, le=5)
+    comment: Annotated[Text, StringConstraints(max_length=1000)] | None = None
+
+
+class OperatorStatusIn(Request):
+    status: Literal["online", "away", "offline"]
+
+
+class OperatorIn(Request):
+    username: Username
+    password: Password
+    display_name: DisplayName
+    capacity: int | None = Field(default=None, ge=1, le=50)
+    supervisor: bool = False
+
+
+class OperatorPatch(Request):
+    capacity: int = Field(ge=1, le=50)
+
+
+class CannedReplyIn(Request):
+    title: Annotated[Text, StringConstraints(max_length=100), AfterValidator(_not_blank)]
+    text: Annotated[Text, StringConstraints(min_length=1, max_length=4000)]
+    shared: bool = False

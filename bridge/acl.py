@@ -18,6 +18,9 @@ from bridge.topics import UpKind
 
 SERVICE_ROLE = "service"
 DYNSEC_ADMIN_ROLE = "dynsec-admin"
+# Given to operators' devices beside their user role: the live support views.
+OPERATOR_ROLE = "operator"
+SUPERVISOR_ROLE = "supervisor"
 
 Acl = dict[str, Any]
 
@@ -45,6 +48,33 @@ def user_role_acls(user_id: str) -> list[Acl]:
         _allow("publishClientReceive", own),
         _allow("unsubscribePattern", own),
     ]
+
+
+def _read_only(topic: str) -> list[Acl]:
+    return [
+        _allow("subscribePattern", topic),
+        _allow("publishClientReceive", topic),
+        _allow("unsubscribePattern", topic),
+    ]
+
+
+def operator_role_acls() -> list[Acl]:
+    """The waiting queue (read only). Operators chat through their user role."""
+    return _read_only(topics.ops_queue())
+
+
+def supervisor_role_acls() -> list[Acl]:
+    """The queue and the floor (every operator's status and load), read only."""
+    return [*_read_only(topics.ops_queue()), *_read_only(topics.ops_floor())]
+
+
+def support_roles_for(user_role: str) -> list[str]:
+    """The broker roles a device gets beside its user's own, by `User.role`."""
+    if user_role == "supervisor":
+        return [SUPERVISOR_ROLE]
+    if user_role == "operator":
+        return [OPERATOR_ROLE]
+    return []
 
 
 def service_role_acls() -> list[Acl]:

@@ -39,6 +39,25 @@ class Provisioner:
         if codes[0] >= 0x80:
             raise ProvisioningError("not allowed to manage the broker's dynamic security")
         self._reader = asyncio.create_task(self._read_responses(), name="dynsec-responses")
+        await self._ensure_support_roles()
+
+    async def _ensure_support_roles(self) -> None:
+        """The operators' roles; created here (not only in the initial dynsec
+        file) so a broker set up by an older release gets them too."""
+        responses = await self.execute(
+            {
+                "command": "createRole",
+                "rolename": acl.OPERATOR_ROLE,
+                "acls": acl.operator_role_acls(),
+            },
+            {
+                "command": "createRole",
+                "rolename": acl.SUPERVISOR_ROLE,
+                "acls": acl.supervisor_role_acls(),
+            },
+        )
+        for response in responses:
+            self._check(response, tolerate=ALREADY_EXISTS)
 
     async def stop(self) -> None:
         if self._reader is not None:
@@ -89,9 +108,13 @@ class Provisioner:
         if error and not any(text in str(error).lower() for text in tolerate):
             raise ProvisioningError(f"{response.get('command')}: {error}")
 
-    async def create_device(self, user_id: str, device_id: str, password: str) -> None:
-        """The user's role (created on first use) and a client bound to `device_id`."""
+    async def create_device(
+        self, user_id: str, device_id: str, password: str, extra_roles: list[str] | None = None
+    ) -> None:
+        """The user's role (created on first use) and a client bound to
+        `device_id`, with `extra_roles` (operators') beside it."""
         role = acl.user_role_name(user_id)
+        roles = [{"rolename": role}, *({"rolename": r} for r in extra_roles or [])]
         create_role, create_client = await self.execute(
             {"command": "createRole", "rolename": role, "acls": acl.user_role_acls(user_id)},
             {
@@ -99,7 +122,7 @@ class Provisioner:
                 "username": device_id,
                 "password": password,
                 "clientid": device_id,
-                "roles": [{"rolename": role}],
+                "roles": roles,
             },
         )
         self._check(create_role, tolerate=ALREADY_EXISTS)

@@ -143,6 +143,24 @@ def user_support(user_id: str) -> str:
     return f"user/{user_id}/support"
 
 
+def user_support_desk(operator_id: str) -> str:
+    """An operator's own chats: assigned, taken away, closed, escalated."""
+    return f"user/{operator_id}/support/desk"
+
+
+# --- operators (role `operator`: the queue; role `supervisor`: also the floor) ------
+
+
+def ops_queue() -> str:
+    """Retained: every waiting ticket in queue order."""
+    return "ops/queue"
+
+
+def ops_floor() -> str:
+    """Retained: every operator's status and load, and wait figures."""
+    return "ops/floor"
+
+
 @dataclass(frozen=True, slots=True)
 class UserDown:
     user_id: str
@@ -171,6 +189,42 @@ def service_status(name: str, instance: str) -> str:
 def livekit_webhook() -> str:
     """Verified LiveKit webhooks, from the API to callsig (services only)."""
     return "livekit/webhook"
+
+
+def support_wake() -> str:
+    """The API tells the support router that the queue or an operator changed."""
+    return "svc/support/wake"
+
+
+def presence_changed(user_id: str) -> str:
+    """A user's devices changed state (presence tracker -> support router)."""
+    return f"svc/presence/changed/{user_id}"
+
+
+def presence_changed_filter() -> str:
+    return "svc/presence/changed/+"
+
+
+def conv_members_changed() -> str:
+    """A conversation's members changed (drop cached member lists)."""
+    return "svc/conv/members"
+
+
+def push_support(user_id: str) -> str:
+    """Support notices for the push service (services only)."""
+    return f"push/support/{user_id}"
+
+
+def push_support_filter() -> str:
+    return "push/support/+"
+
+
+def parse_push_support(topic: str) -> str | None:
+    """The user id of `push/support/<user_id>`, or None when it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 3 or parts[:2] != ["push", "support"] or not is_valid_id(parts[2]):
+        return None
+    return parts[2]
 
 
 def push_call(user_id: str) -> str:

@@ -54,15 +54,19 @@ from bridge.wire.messaging import (
     TypingUp,
 )
 from bridge.wire.presence import PresenceEvent
+from bridge.wire.support import DeskEvent, QueueSnapshot, SupportEvent
 from chatclient.events import (
     AckEvent,
     CallEventReceived,
     CallStateChanged,
+    DeskEventReceived,
     Event,
     MessageEvent,
     OtherEvent,
     PresenceChanged,
+    QueueChanged,
     ReadReceiptEvent,
+    SupportEventReceived,
     TypingIndicator,
 )
 from chatclient.http import ApiError, ChatHttp, DeviceCredentials
@@ -132,6 +136,8 @@ class ChatClient:
         self._recovered_signal = asyncio.Event()
         # Calls seen ending here (bounded): their later events are stale.
         self._ended_calls: deque[str] = deque(maxlen=ENDED_CALLS_KEPT)
+        # The newest version seen of each support ticket.
+        self._ticket_versions: dict[str, int] = {}
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -471,6 +477,15 @@ class ChatClient:
         if topic == topics.user_presence(self.user_id):
             self._emit(PresenceChanged(PresenceEvent.model_validate_json(payload)))
             return
+        if topic == topics.user_support(self.user_id):
+            self._on_support_event(SupportEvent.model_validate_json(payload))
+            return
+        if topic == topics.user_support_desk(self.user_id):
+            self._emit(DeskEventReceived(DeskEvent.model_validate_json(payload)))
+            return
+        if topic == topics.ops_queue():
+            self._emit(QueueChanged(QueueSnapshot.model_validate_json(payload)))
+            return
         conv = self._conv_event(topic)
         if conv is None:
             self._emit(OtherEvent(topic, parse_object(payload)))
@@ -495,6 +510,34 @@ class ChatClient:
         if event.event in CALL_OVER:
             self._ended_calls.append(event.call_id)
         self._emit(CallEventReceived(event))
+
+    def _on_support_event(self, event: SupportEvent) -> None:
+        # Two router instances (and the API) may publish changes of one ticket
+        # close together; the version says which is newer.
+        if event.version < self._ticket_versions.get(event.ticket_id, 0):
+            return
+        self._ticket_versions[event.ticket_id] = event.version
+        self._emit(SupportEventReceived(event))
+
+    async def watch_queue(self) -> None:
+        """Operators: receive the waiting queue (`QueueChanged`), now and on changes."""
+        granted = await self.mqtt.subscribe([(topics.ops_queue(), 1)])
+        if any(code >= 0x80 for code in granted):
+            raise NotAuthorized("the queue is for operators only")
+
+    async def wait_for_support_event(
+        self, ticket_id: str, event: str, timeout: float = 10.0
+    ) -> SupportEvent:
+        def matches(candidate: Event) -> bool:
+            return (
+                isinstance(candidate, SupportEventReceived)
+                and candidate.event.ticket_id == ticket_id
+                and candidate.event.event == event
+            )
+
+        found = await self.wait_for_event(matches, timeout)
+        assert isinstance(found, SupportEventReceived)
+        return found.event
 
     def _conv_event(self, topic: str) -> tuple[str, UpKind] | None:
         """(conv_id, kind) for `user/{me}/conv/{conv_id}/{kind}`, else None.

@@ -9,6 +9,7 @@ from typing import Any
 from bridge.wire.calls import CallEvent, CallState
 from bridge.wire.messaging import Ack, StoredMessage
 from bridge.wire.presence import PresenceEvent
+from bridge.wire.support import DeskEvent, QueueSnapshot, SupportEvent
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +70,31 @@ class PresenceChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class SupportEventReceived:
+    """A change of one of the user's support tickets. An event older (lower
+    `version`) than one already seen for that ticket is dropped."""
+
+    event: SupportEvent
+    received_at: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True, slots=True)
+class DeskEventReceived:
+    """Operators: one of their chats was assigned, taken away, closed or escalated."""
+
+    event: DeskEvent
+
+
+@dataclass(frozen=True, slots=True)
+class QueueChanged:
+    """Operators who asked for it: the waiting queue (retained: also on connect)."""
+
+    snapshot: QueueSnapshot
+
+
+@dataclass(frozen=True, slots=True)
 class OtherEvent:
-    """Anything this library does not model yet (support events)."""
+    """Anything this library does not model."""
 
     topic: str
     payload: dict[str, Any]
@@ -84,5 +108,8 @@ Event = (
     | CallEventReceived
     | CallStateChanged
     | PresenceChanged
+    | SupportEventReceived
+    | DeskEventReceived
+    | QueueChanged
     | OtherEvent
 )

@@ -222,6 +222,49 @@ class ChatHttp:
 
     # --- media ------------------------------------------------------------------------
 
+    # --- live support (docs/support.md) ------------------------------------------------
+
+    async def open_ticket(
+        self, subject: str, priority: str = "normal", text: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"subject": subject, "priority": priority}
+        if text is not None:
+            body["text"] = text
+        return await self._json("POST", "/v1/support/tickets", json=body)
+
+    async def tickets(self, scope: str = "own") -> list[dict[str, Any]]:
+        found = await self._json("GET", "/v1/support/tickets", params={"scope": scope})
+        tickets: list[dict[str, Any]] = found["tickets"]
+        return tickets
+
+    async def ticket(self, ticket_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/v1/support/tickets/{ticket_id}")
+
+    async def take_ticket(self, ticket_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/support/tickets/{ticket_id}/take")
+
+    async def transfer_ticket(self, ticket_id: str, operator_id: str | None) -> dict[str, Any]:
+        return await self._json(
+            "POST", f"/v1/support/tickets/{ticket_id}/transfer", json={"operator_id": operator_id}
+        )
+
+    async def close_ticket(self, ticket_id: str) -> dict[str, Any]:
+        return await self._json("POST", f"/v1/support/tickets/{ticket_id}/close")
+
+    async def rate_ticket(
+        self, ticket_id: str, score: int, comment: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"score": score}
+        if comment is not None:
+            body["comment"] = comment
+        return await self._json("POST", f"/v1/support/tickets/{ticket_id}/rating", json=body)
+
+    async def set_operator_status(self, status: str) -> dict[str, Any]:
+        return await self._json("PUT", "/v1/support/operators/me/status", json={"status": status})
+
+    async def support_overview(self) -> dict[str, Any]:
+        return await self._json("GET", "/v1/support/overview")
+
     async def upload(
         self,
         path_or_bytes: str | os.PathLike[str] | bytes,

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     # without coming back (a flapping mobile connection announces nothing).
     presence_offline_debounce_seconds: float = Field(default=5.0, ge=0)
 
+    # Live support (docs/support.md). A waiting ticket rises one priority level
+    # per aging step; an operator disconnected past the grace loses their chats;
+    # the first answer is due within the SLA of the ticket's priority.
+    support_aging_seconds: float = Field(default=300.0, gt=0)
+    support_operator_grace_seconds: float = Field(default=30.0, ge=0)
+    support_sweep_seconds: float = Field(default=2.0, gt=0)
+    support_sla_urgent_seconds: float = Field(default=60.0, gt=0)
+    support_sla_high_seconds: float = Field(default=120.0, gt=0)
+    support_sla_normal_seconds: float = Field(default=300.0, gt=0)
+    support_sla_low_seconds: float = Field(default=600.0, gt=0)
+    support_default_capacity: int = Field(default=3, ge=1)
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

@@ -163,3 +163,87 @@ class WebhookReceipt(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=ID_LEN)
     event: str = Field(max_length=64)
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class Operator(SQLModel, table=True):
+    """A user with the operator (or supervisor) role, as the support router sees them.
+
+    `status` is what the operator chose; `connected` is whether any of their
+    devices is online (from presence). `open_chats` counts their assigned
+    tickets and changes only in the transaction that changes a ticket, so a
+    claim can check capacity atomically."""
+
+    user_id: str = Field(foreign_key="user.id", primary_key=True, max_length=ID_LEN)
+    status: str = Field(default="offline", max_length=8)
+    capacity: int = 3
+    connected: bool = False
+    disconnected_at: datetime | None = None
+    open_chats: int = 0
+    last_assigned_at: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SupportTicket(SQLModel, table=True):
+    """A user's request for help and its `support` conversation.
+
+    `version` grows by one with every change of state (events carry it).
+    `front` marks a ticket the system put back (its operator went offline, or
+    the SLA passed): it goes before every other waiting ticket."""
+
+    __tablename__ = "support_ticket"
+    __table_args__ = (
+        Index("ix_ticket_queue", "status", "queued_at"),
+        Index("ix_ticket_user", "user_id", "created_at"),
+        Index("ix_ticket_operator", "operator_id", "status"),
+    )
+
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    user_id: str = Field(foreign_key="user.id", max_length=ID_LEN)
+    conv_id: str = Field(foreign_key="conversation.id", unique=True, max_length=ID_LEN)
+    subject: str = Field(max_length=200)
+    priority: str = Field(max_length=8)
+    status: str = Field(max_length=16)
+    version: int = 1
+    operator_id: str | None = Field(default=None, foreign_key="user.id", max_length=ID_LEN)
+    created_at: datetime = Field(default_factory=utcnow)
+    queued_at: datetime | None = None
+    front: bool = False
+    # An operator the router avoids for this ticket (they missed its SLA).
+    skip_operator_id: str | None = Field(default=None, max_length=ID_LEN)
+    assigned_at: datetime | None = None
+    first_response_at: datetime | None = None
+    sla_deadline: datetime | None = None
+    closed_at: datetime | None = None
+    closed_by: str | None = Field(default=None, max_length=8)
+    escalations: int = 0
+    rating: int | None = None
+    rating_comment: str | None = Field(default=None, max_length=1000)
+
+
+class TicketEvent(SQLModel, table=True):
+    """What happened to a ticket, in order (assignments, transfers, escalations)."""
+
+    __tablename__ = "support_ticket_event"
+    # The floor's figures read the recent assignments.
+    __table_args__ = (Index("ix_ticket_event_kind_at", "kind", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: str = Field(foreign_key="support_ticket.id", index=True, max_length=ID_LEN)
+    at: datetime = Field(default_factory=utcnow)
+    kind: str = Field(max_length=32)
+    operator_id: str | None = Field(default=None, max_length=ID_LEN)
+    actor_id: str | None = Field(default=None, max_length=ID_LEN)
+    detail: str | None = Field(default=None, max_length=255)
+
+
+class CannedReply(SQLModel, table=True):
+    """An operator's prepared answer; `shared` ones (kept by supervisors) are everyone's."""
+
+    __tablename__ = "canned_reply"
+
+    id: str = Field(primary_key=True, max_length=ID_LEN)
+    owner_id: str = Field(foreign_key="user.id", index=True, max_length=ID_LEN)
+    shared: bool = False
+    title: str = Field(max_length=100)
+    text: str = Field(max_length=4000)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -78,6 +78,7 @@ def start_stack(
     data_dir: Path,
     instances: int = 2,
     callsig_instances: int = 2,
+    router_instances: int = 2,
     livekit: LiveKitDouble | None = None,
     **extra: str,
 ) -> Stack:
@@ -86,6 +87,7 @@ def start_stack(
         database_url=database_url,
         persistence_instances=instances,
         callsig_instances=callsig_instances,
+        router_instances=router_instances,
         extra_env=dict(extra),
     )
     if livekit is not None:

@@ -9,7 +9,9 @@
 4. call signaling per database: invite to the callee's `incoming`, beside the
    raw hop measured the same way (tools/bench_calls.py);
 5. push per database: stored message to the Expo request, and a burst to
-   10,000 offline recipients (tools/bench_push.py).
+   10,000 offline recipients (tools/bench_push.py);
+6. support per database: ticket opened to the user's `assigned`, with
+   operators online (tools/bench_tickets.py).
 
 Every latency is measured in this one process (publish call to arrival at the
 receiving client's asyncio side, both with `time.perf_counter()`), so clocks
@@ -51,6 +53,7 @@ from tools.bench_support import (
     table_row,
     ws_endpoint,
 )
+from tools.bench_tickets import print_tickets, run_tickets
 from tools.stack import Stack
 
 TEXT = "x" * 150  # the anchors' 150-byte body
@@ -94,7 +97,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--pairs", type=int, default=10, help="sender/receiver conversations")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
-        "--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls,push"
+        "--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls,push,support"
     )
     parser.add_argument("--blast", type=int, default=None, help="blast size (5000; 500 quick)")
     parser.add_argument(
@@ -531,9 +534,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     messages = options.messages
     calls = attempt("calls", "call signaling", partial(run_calls, options.dbs, min(messages, 1000)))
     pushes = attempt("push", "push", partial(run_push, options.dbs, min(messages, 200)))
+    tickets = attempt("support", "support", partial(run_tickets, options.dbs, min(messages, 500)))
     print_table(raw, full, failures)
     print_calls(calls)
     print_push(pushes)
+    print_tickets(tickets)
     return 1 if failures else 0
 
 

@@ -1,7 +1,7 @@
 """`./chat run`: the whole system on this machine, until Ctrl-C.
 
 Broker (project config, on the ports in settings), API, persistence, callsig,
-presence and push, with SQLite in `data/` unless DATABASE_URL says otherwise.
+support router, presence and push, with SQLite in `data/` unless DATABASE_URL says otherwise.
 Broker and LiveKit secrets are made on first start and kept in
 `data/secrets.json` (the broker's ACL file holds their hashes). If any process
 dies, everything is stopped and the exit says which.
@@ -87,6 +87,8 @@ def main() -> int:
         f"""
 Marketplace chat is running.
   HTTP API + docs   {stack.config.api_url}/docs
+  Operators         {stack.config.api_url}/dashboard/   (create one: .venv/bin/python -m \
+tools.admin create-operator --username NAME --display-name "NAME")
   MQTT (WebSocket)  ws://127.0.0.1:{settings.mqtt_ws_port}/mqtt   (apps, browsers)
   MQTT (TCP)        127.0.0.1:{settings.mqtt_tcp_port}             (services, mosquitto_sub)
   Database          {db_label}

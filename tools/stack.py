@@ -1,5 +1,5 @@
-"""The whole system as local processes: broker, API, persistence and callsig instances,
-the presence tracker, push.
+"""The whole system as local processes: broker, API, persistence, callsig and
+support router instances, the presence tracker, push.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
 runs. Each process is a real OS process (the tests kill -9 them).
@@ -39,6 +39,7 @@ class StackConfig:
     api_port: int = field(default_factory=free_port)
     persistence_instances: int = 1
     callsig_instances: int = 1
+    router_instances: int = 1
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     livekit_api_key: str = "devkey"
@@ -98,6 +99,8 @@ class Stack:
             self.start_persistence(str(index))
         for index in range(1, self.config.callsig_instances + 1):
             self.start_callsig(str(index))
+        for index in range(1, self.config.router_instances + 1):
+            self.start_router(str(index))
         self.start_service("presence", "services.presence", "1")
         self.start_service("push", "services.push", "1")
 
@@ -135,6 +138,9 @@ class Stack:
 
     def start_callsig(self, instance: str) -> None:
         self.start_service("callsig", "services.callsig", instance)
+
+    def start_router(self, instance: str) -> None:
+        self.start_service("support_router", "services.support_router", instance)
 
     def start_service(self, service: str, module: str, instance: str) -> None:
         started = to_wire(utcnow())

@@ -11,7 +11,7 @@ from api.deps import CurrentUser, StateDep
 from api.errors import ApiError
 from api.schemas import DeviceIn, DeviceOut, MqttCredentials, PushTokenIn, PushTokenOut
 from api.security import new_mqtt_password
-from bridge import topics
+from bridge import acl, topics
 from core.ids import new_id
 from core.models import Device
 from core.timefmt import utcnow
@@ -25,7 +25,9 @@ async def create_device(body: DeviceIn, user: CurrentUser, state: StateDep) -> D
     password = new_mqtt_password()
     # Broker first: if it refuses, nothing is recorded. If the database then
     # fails, the credentials are taken back so no orphan can connect.
-    await state.provisioner.create_device(user.id, device_id, password)
+    await state.provisioner.create_device(
+        user.id, device_id, password, acl.support_roles_for(user.role)
+    )
     device = Device(
         id=device_id, user_id=user.id, platform=body.platform, push_token=body.push_token
     )

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, and_, select
 
-from api.deps import CurrentUser, SessionDep, StateDep
+from api.deps import AppState, CurrentUser, SessionDep, StateDep
 from api.errors import ApiError
 from api.schemas import MessageList, SyncConversation, SyncIn, SyncOut
 from bridge.wire.messaging import SendMessage, StoredMessage
@@ -72,24 +72,33 @@ def history(
 async def send(
     conv_id: str, body: SendMessage, user: CurrentUser, state: StateDep, response: Response
 ) -> StoredMessage:
+    message, duplicate = await send_over_http(state, conv_id, user.id, body)
+    if duplicate:
+        response.status_code = status.HTTP_200_OK
+    return message
+
+
+async def send_over_http(
+    state: AppState, conv_id: str, sender_id: str, body: SendMessage
+) -> tuple[StoredMessage, bool]:
+    """Store and deliver one message like the MQTT path; (message, was a duplicate)."""
     (outcome,) = await run_in_threadpool(
-        store.store_batch, state.engine, [SendItem(conv_id, user.id, body)]
+        store.store_batch, state.engine, [SendItem(conv_id, sender_id, body)]
     )
     if isinstance(outcome, Rejected):
         raise ApiError.rejection(outcome.code, outcome.message)
-    if isinstance(outcome, Duplicate):
-        response.status_code = status.HTTP_200_OK
+    duplicate = isinstance(outcome, Duplicate)
     pending = to_deliver(outcome)
     if pending is None:
-        return outcome.message
+        return outcome.message, duplicate
     # Committed: deliver like the MQTT path. If the broker is down, the message
     # stays undelivered in the outbox and the persistence service sends it later.
     try:
         await asyncio.wait_for(asyncio.gather(*deliver_after_commit(state.mqtt, *pending)), 5)
     except TimeoutError:
-        return outcome.message
+        return outcome.message, duplicate
     await run_in_threadpool(store.mark_delivered, state.engine, [outcome.message.id])
-    return outcome.message
+    return outcome.message, duplicate
 
 
 @router.post("/sync")

@@ -25,6 +25,7 @@ from bridge.service import ServiceRuntime
 from bridge.topics import ConvUp, UpKind
 from bridge.wire.base import M, WireError, decode
 from bridge.wire.messaging import ReadEvent, ReadUp, SendMessage, TypingEvent, TypingUp
+from bridge.wire.support import MembersChanged
 from core.config import Settings
 from core.database import Database
 from core.db import reading
@@ -61,6 +62,8 @@ class PersistenceService:
         runtime.route(topics.conv_up_filter(UpKind.MSG), 1, self.on_message)
         runtime.route(topics.conv_up_filter(UpKind.READ), 1, self.on_read)
         runtime.route(topics.conv_up_filter(UpKind.TYPING), 0, self.on_typing)
+        # Not shared: every instance keeps its own cache of member lists.
+        runtime.route(topics.conv_members_changed(), 1, self.on_members_changed, shared=False)
 
     def start_background(self) -> None:
         self.runtime.spawn(self.writer.run(), "batch-writer")
@@ -195,6 +198,13 @@ class PersistenceService:
         payload = TypingEvent(user_id=up.user_id, typing=body.typing).model_dump_json().encode()
         for member in members - {up.user_id}:
             self.mqtt.publish(topics.user_conv(member, up.conv_id, UpKind.TYPING), payload, qos=0)
+
+    async def on_members_changed(self, message: Inbound) -> None:
+        try:
+            changed = decode(MembersChanged, message.payload)
+        except WireError:
+            return
+        self._members.pop(changed.conv_id, None)
 
     async def _members_of(self, conv_id: str) -> frozenset[str]:
         cached = self._members.get(conv_id)

@@ -26,6 +26,7 @@ from bridge.mqtt import Inbound
 from bridge.service import ServiceRuntime
 from bridge.wire.base import WireError, decode
 from bridge.wire.presence import PresenceEvent, PresenceUp
+from bridge.wire.support import PresenceChange
 from core.config import Settings
 from core.database import Database
 from core.ids import is_valid_id
@@ -70,6 +71,11 @@ class PresenceTracker:
         )
         if change is None:
             return
+        # Raw, not debounced: the support router applies its own grace.
+        await self.mqtt.publish(
+            topics.presence_changed(change.user_id),
+            PresenceChange(user_id=change.user_id, online=change.online).model_dump_json().encode(),
+        )
         if change.online:
             self._cancel_going_offline(up.user_id)
             if self._told.get(up.user_id) is not True:

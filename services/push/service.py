@@ -7,6 +7,10 @@ push that says how many. Who is online is checked again when the window closes
 (a user who came back meanwhile gets nothing), and at most
 `PUSH_USER_PER_MINUTE` message pushes go to one user a minute.
 
+Support (the support router's events on `push/support/{uid}`): `assigned`,
+`transferred` and `closed` go to a user who is away, so "Ana will answer you
+now" reaches them like the old app's banner did.
+
 Calls (from callsig's notices on `push/call/{callee}`): `incoming` goes out at
 once with high priority and a time to live of the ring timeout, so a phone that
 comes back later does not ring for a call long over; `cancelled` and `missed`
@@ -33,6 +37,7 @@ from bridge.service import ServiceRuntime
 from bridge.wire.base import WireError, decode
 from bridge.wire.calls import PushCallNotice
 from bridge.wire.messaging import PushCandidate, StoredMessage
+from bridge.wire.support import SupportEvent
 from core.config import Settings
 from core.database import Database
 from services.push import store
@@ -55,6 +60,20 @@ CALL_BODY = {
 }
 
 
+SUPPORT_CHANNEL = "support"
+# The old app's words: "Operator assigned: NAME will answer you now".
+SUPPORT_BODY = {
+    "assigned": "{agent} will answer you now",
+    "transferred": "{agent} is taking over your request",
+    "closed": "Your support chat was closed. How did we do?",
+}
+SUPPORT_BODY_NO_AGENT = {
+    "assigned": "An operator will answer you now",
+    "transferred": "Your request is back in the queue; the next operator will answer",
+    "closed": "Your support chat was closed. How did we do?",
+}
+
+
 class PushService:
     def __init__(
         self, runtime: ServiceRuntime, db: Database, settings: Settings, sender: ExpoSender
@@ -70,6 +89,7 @@ class PushService:
         self._recent: dict[str, deque[float]] = {}  # user -> times of recent message pushes
         runtime.route(topics.push_call_filter(), 1, self.on_call_notice)
         runtime.route(topics.push_message(), 1, self.on_message)
+        runtime.route(topics.push_support_filter(), 1, self.on_support_event)
 
     def start_background(self) -> None:
         self.runtime.spawn(self._collapser.run(), "message-pushes")
@@ -86,6 +106,42 @@ class PushService:
     async def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def on_support_event(self, message: Inbound) -> None:
+        """A support ticket changed hands or closed: tell its user if they are away."""
+        user_id = topics.parse_push_support(message.topic)
+        if user_id is None:
+            return
+        try:
+            event = decode(SupportEvent, message.payload)
+        except WireError as error:
+            log.warning("ignored %s: %s", message.topic, error.message)
+            return
+        body = SUPPORT_BODY.get(event.event)
+        if body is None:
+            return
+        tokens = await self.db.run(store.offline_tokens, user_id)
+        if not tokens:
+            return
+        agent = event.agent.name if event.agent else None
+        data = {
+            "type": "support",
+            "event": event.event,
+            "ticket_id": event.ticket_id,
+            "conv_id": event.conv_id,
+        }
+        messages = [
+            PushMessage(
+                to=token,
+                title="Support",
+                body=body.format(agent=agent) if agent else SUPPORT_BODY_NO_AGENT[event.event],
+                data=data,
+                priority="high",
+                channel_id=SUPPORT_CHANNEL,
+            )
+            for token in tokens
+        ]
+        await self._record(await self.sender.send(messages))
 
     async def on_call_notice(self, message: Inbound) -> None:
         try:
