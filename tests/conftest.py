@@ -132,7 +132,7 @@ def stack(
         tmp_path_factory.mktemp("stack"),
         livekit=livekit,
         RECORDING_ENABLED="true",
-        PRESENCE_OFFLINE_DEBOUNCE_SECONDS="1",
+        PRESENCE_OFFLINE_DEBOUNCE_SECONDS="2",
         EXPO_API_URL=expo.url,
         PUSH_RECEIPT_CHECK_SECONDS="1",
     )

@@ -7,7 +7,7 @@ import { test } from "node:test";
 import { ChatClient, NotAuthorizedError, newId } from "../dist/index.js";
 import { newUser, online, pair, record, sleep, until } from "./helpers.mjs";
 
-const PRESENCE_DEBOUNCE_MS = 1_000; // the test system's PRESENCE_OFFLINE_DEBOUNCE_SECONDS
+const PRESENCE_DEBOUNCE_MS = 2_000; // the test system's PRESENCE_OFFLINE_DEBOUNCE_SECONDS
 
 /**
  * @param {import("./helpers.mjs").User} user
