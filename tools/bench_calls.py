@@ -23,10 +23,14 @@ import httpx
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint
 from bridge.topics import CallAction
-from tools.bench_support import percentile, running_stack, ws_endpoint
+from tools.bench_support import (
+    device_connection,
+    percentile,
+    register_with_device,
+    running_stack,
+)
 from tools.stack import Stack
 
-PASSWORD = "bench-password-1"
 # The old app polled for calls every 3 s (1.5 s mean wait); its plan called 50 ms instant.
 ANCHOR_POLL_MEAN_MS = 1500.0
 ANCHOR_PLAN_MS = 50.0
@@ -61,27 +65,8 @@ class Phone:
     client: AsyncMqtt
 
 
-async def _register(http: httpx.AsyncClient, name: str) -> tuple[str, str, dict[str, str]]:
-    session = (
-        await http.post(
-            "/v1/auth/register",
-            json={"username": name, "password": PASSWORD, "display_name": name},
-        )
-    ).json()
-    auth = {"Authorization": f"Bearer {session['access_token']}"}
-    device = (await http.post("/v1/devices", json={"platform": "ios"}, headers=auth)).json()
-    return session["user_id"], session["access_token"], device["mqtt"]
-
-
 async def _phone(exits: contextlib.AsyncExitStack, user_id: str, mqtt: dict[str, str]) -> Phone:
-    client = AsyncMqtt(
-        ws_endpoint(mqtt["ws_url"]),
-        client_id=mqtt["client_id"],
-        username=mqtt["username"],
-        password=mqtt["password"],
-        clean_start=True,
-        session_expiry=0,
-    )
+    client = device_connection(mqtt)
     await exits.enter_async_context(client)
     await client.subscribe([(topics.user_call(user_id), 1)])
     return Phone(user_id, client)
@@ -122,8 +107,8 @@ async def measure_calls(
     async with httpx.AsyncClient(base_url=stack.config.api_url, timeout=30) as http:
         people = []
         for index in range(pairs):
-            a = await _register(http, f"callbench_{run}_a{index}")
-            b = await _register(http, f"callbench_{run}_b{index}")
+            a = await register_with_device(http, f"callbench_{run}_a{index}")
+            b = await register_with_device(http, f"callbench_{run}_b{index}")
             await http.post(
                 "/v1/conversations",
                 json={"member_ids": [b[0]]},

@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 from psycopg import sql
 
-from bridge.mqtt import Endpoint
+from bridge.mqtt import AsyncMqtt, Endpoint
 from tools.broker import free_port
 from tools.stack import Stack, StackConfig
 
@@ -269,6 +270,36 @@ async def paced(count: int, rate: float | None, send: Callable[[int], None]) -> 
 
 
 # --- endpoints, databases, stacks ---------------------------------------------------------
+
+
+BENCH_PASSWORD = "bench-password-1"
+
+
+async def register_with_device(
+    http: httpx.AsyncClient, name: str
+) -> tuple[str, str, dict[str, str]]:
+    """A new user with one device: (user id, access token, the device's MQTT credentials)."""
+    session = (
+        await http.post(
+            "/v1/auth/register",
+            json={"username": name, "password": BENCH_PASSWORD, "display_name": name},
+        )
+    ).json()
+    auth = {"Authorization": f"Bearer {session['access_token']}"}
+    device = (await http.post("/v1/devices", json={"platform": "ios"}, headers=auth)).json()
+    return session["user_id"], session["access_token"], device["mqtt"]
+
+
+def device_connection(mqtt: dict[str, str]) -> AsyncMqtt:
+    """A device's own connection over WebSocket, with no session kept."""
+    return AsyncMqtt(
+        ws_endpoint(mqtt["ws_url"]),
+        client_id=mqtt["client_id"],
+        username=mqtt["username"],
+        password=mqtt["password"],
+        clean_start=True,
+        session_expiry=0,
+    )
 
 
 def ws_endpoint(ws_url: str) -> Endpoint:

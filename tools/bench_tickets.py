@@ -25,10 +25,15 @@ from bridge import topics
 from bridge.mqtt import AsyncMqtt
 from chatclient import ChatClient, ChatHttp
 from core.db import make_engine
-from tools.bench_support import percentile, running_stack, ws_endpoint
+from tools.bench_support import (
+    BENCH_PASSWORD,
+    device_connection,
+    percentile,
+    register_with_device,
+    running_stack,
+)
 from tools.stack import Stack
 
-PASSWORD = "bench-password-1"
 ANCHOR_POLL_MEAN_MS = 1000.0  # polled every 2 s: 1 s mean wait
 OPERATORS = 4
 
@@ -60,13 +65,13 @@ async def _operators(stack: Stack, exits: contextlib.AsyncExitStack, run: str) -
         names = [f"agent_{run}_{index}" for index in range(OPERATORS)]
         for name in names:
             create_operator(
-                engine, username=name, password=PASSWORD, display_name=name, capacity=100_000
+                engine, username=name, password=BENCH_PASSWORD, display_name=name, capacity=100_000
             )
     finally:
         engine.dispose()
     for name in names:
         http = await exits.enter_async_context(ChatHttp(stack.config.api_url))
-        session = await http.login(name, PASSWORD)
+        session = await http.login(name, BENCH_PASSWORD)
         creds = await http.create_device("web")
         await exits.enter_async_context(ChatClient(creds, session.user_id, http=http))
         await http.set_operator_status("online")
@@ -137,25 +142,13 @@ async def measure_tickets(
         customers = []
         readers: list[asyncio.Task[None]] = []
         for index in range(users):
-            name = f"customer_{run}_{index}"
-            body = {"username": name, "password": PASSWORD, "display_name": name}
-            session = (await http.post("/v1/auth/register", json=body)).json()
-            auth = {"Authorization": f"Bearer {session['access_token']}"}
-            creds = (await http.post("/v1/devices", json={"platform": "ios"}, headers=auth)).json()
-            mqtt = creds["mqtt"]
-            device = AsyncMqtt(
-                ws_endpoint(mqtt["ws_url"]),
-                client_id=mqtt["client_id"],
-                username=mqtt["username"],
-                password=mqtt["password"],
-                clean_start=True,
-                session_expiry=0,
-            )
+            user_id, token, mqtt = await register_with_device(http, f"customer_{run}_{index}")
+            device = device_connection(mqtt)
             await exits.enter_async_context(device)
-            await device.subscribe([(topics.user_support(session["user_id"]), 1)])
+            await device.subscribe([(topics.user_support(user_id), 1)])
             arrivals = Arrivals(device)
             readers.append(asyncio.create_task(arrivals.read_forever()))
-            customers.append((session["access_token"], arrivals))
+            customers.append((token, arrivals))
         interval = users / rate
 
         async def loops(count: int, out: list[float], trips: list[float]) -> None:

@@ -50,6 +50,7 @@ from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
 from services.callsig.machine import CallView, Effects, InviteRequest, Notice, PushEvent, Refusal
 from services.callsig.tokens import TokenMinter
 from services.callsig.webhooks import update_from_webhook
+from services.sweeps import start_with_sweep, stop_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -91,20 +92,10 @@ class CallSignaling:
 
     def start_background(self) -> None:
         self.runtime.spawn(self._verify_states_forever(), "verify-call-states")
-        self.scheduler.start()
-        self.scheduler.add_job(
-            self._sweep,
-            "interval",
-            seconds=self.settings.call_sweep_seconds,
-            id="sweep",
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-        )
+        start_with_sweep(self.scheduler, self._sweep, self.settings.call_sweep_seconds)
 
     async def stop(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        stop_scheduler(self.scheduler)
         await self.livekit.close()
 
     # --- actions -------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from services.support_router import store
 from services.support_router.notify import Notifier
 from services.support_router.outcome import Conflict, Outcome, Rules
 from services.support_router.queue import Candidate, pick_operator
+from services.sweeps import start_with_sweep, stop_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +72,10 @@ class SupportRouter:
         runtime.route(topics.ops_queue(), 1, self.on_queue, shared=False)
 
     def start_background(self) -> None:
-        self.scheduler.start()
-        self.scheduler.add_job(
-            self._sweep,
-            "interval",
-            seconds=self.settings.support_sweep_seconds,
-            id="sweep",
-            next_run_time=datetime.now(UTC),
-            max_instances=1,
-            coalesce=True,
-        )
+        start_with_sweep(self.scheduler, self._sweep, self.settings.support_sweep_seconds)
 
     async def stop(self) -> None:
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        stop_scheduler(self.scheduler)
 
     # --- inputs ------------------------------------------------------------------------
 

@@ -118,10 +118,16 @@ def open_ticket(
         queue = queue_order(waiting(conn), now, rules.aging_seconds)
         chosen = pick_operator(candidates(conn)) if len(queue) == 1 else None
         if chosen is not None:
-            claimed = _claim_in(
-                conn, ticket_id, chosen.operator_id, now, rules, "routed", chosen.name
-            )
-            return Opened(ticket_id, conv_id, None, claimed)
+            try:
+                # A savepoint: losing the operator's last slot to a claim made
+                # at the same moment leaves the ticket queued, not refused.
+                with conn.begin_nested():
+                    claimed = _claim_in(
+                        conn, ticket_id, chosen.operator_id, now, rules, "routed", chosen.name
+                    )
+                return Opened(ticket_id, conv_id, None, claimed)
+            except Conflict:
+                pass
     brief = Brief(ticket_id, user_id, conv_id, 1, priority, None)
     queued = Outcome(
         notices=[Notice(brief, "queued", "new")],

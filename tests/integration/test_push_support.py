@@ -1,6 +1,6 @@
 """Support pushes through Expo (the Expo double: Expo cannot be reached from
 the test machines): a user who is away hears that an operator took their
-request, and that it was closed."""
+request, what the operator answered, and that it was closed."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tools.stack import Stack
 pytestmark = pytest.mark.anyio
 
 
-async def test_an_away_user_is_pushed_assigned_and_closed(
+async def test_an_away_user_is_pushed_assigned_the_answer_and_closed(
     desk_stack: Stack, expo: ExpoDouble
 ) -> None:
     async with ChatHttp(desk_stack.config.api_url) as http:
@@ -34,7 +34,13 @@ async def test_an_away_user_is_pushed_assigned_and_closed(
                 "ticket_id": ticket["ticket_id"],
                 "conv_id": ticket["conv_id"],
             }
+            # The operator's answer reaches the away user like any message.
+            await ana.client.send_text(ticket["conv_id"], "Refund on its way")
+            answer = (await messages_to(expo, token, 2))[1]
+            assert answer["title"] == ana.name and answer["body"] == "Refund on its way"
+            assert answer["data"]["type"] == "message"
+            assert answer["data"]["conv_id"] == ticket["conv_id"]
             await ana.http.close_ticket(ticket["ticket_id"])
-            pushes = await messages_to(expo, token, 2)
-            assert pushes[1]["data"]["event"] == "closed"
+            pushes = await messages_to(expo, token, 3)
+            assert pushes[2]["data"]["event"] == "closed"
     assert session.user_id

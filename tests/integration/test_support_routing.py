@@ -86,7 +86,9 @@ async def test_racing_routers_never_assign_a_ticket_twice(desk_stack: Stack) -> 
         mine = {person.user_id: await person.http.tickets("mine") for person in (ana, ben, cy)}
     owners = [t["ticket_id"] for held in mine.values() for t in held]
     assert sorted(owners) == sorted(t["ticket_id"] for t in tickets)
-    assert all(len(held) == 8 for held in mine.values())
+    # Capacity holds exactly; balance is by the loads each claim read (claims
+    # running at the same moment may read the same load), so roughly even.
+    assert all(4 <= len(held) <= 10 for held in mine.values())
     engine = make_engine(desk_stack.config.database_url)
     try:
         with engine.connect() as conn:
