@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from api.errors import ApiError
 from api.media.storage import MediaStorage
@@ -68,13 +68,18 @@ def get_current_user(request: Request, state: StateDep) -> User:
         raise ApiError(401, "unauthorized", "missing bearer token")
     # Its own short session: on SQLite every transaction holds the write lock
     # (BEGIN IMMEDIATE), so nothing may stay open across the route's own work.
+    # One query for token and user: every authenticated request pays for it.
     with Session(state.engine) as session:
-        found = session.get(AccessToken, token_digest(token.strip()))
-        if found is None or found.expires_at < utcnow():
-            raise ApiError(401, "unauthorized", "invalid or expired token")
-        user = session.get(User, found.user_id)
+        user = session.exec(
+            select(User)
+            .join(AccessToken, col(AccessToken.user_id) == col(User.id))
+            .where(
+                AccessToken.token_hash == token_digest(token.strip()),
+                col(AccessToken.expires_at) > utcnow(),
+            )
+        ).first()
         if user is None:
-            raise ApiError(401, "unauthorized", "invalid token")
+            raise ApiError(401, "unauthorized", "invalid or expired token")
         return user
 
 

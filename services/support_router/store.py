@@ -80,25 +80,38 @@ class Opened:
 def open_ticket(
     engine: Engine, user_id: str, subject: str, priority: Priority, now: datetime, rules: Rules
 ) -> Opened:
-    """A `support` conversation with the user alone, and its ticket.
+    """A `support` conversation with the user, and its ticket.
 
-    Assignment on arrival: if nobody else is waiting and an operator is
-    eligible, the ticket is claimed for them in this same transaction, by the
-    router's own rules (services/support_router/queue.py), so the user hears
-    `assigned` without a round trip through the router. Otherwise it is queued
-    and the router takes it from there."""
+    Assignment on arrival: if nobody is waiting and an operator is eligible,
+    the ticket is created already theirs (the router's own rules pick them:
+    services/support_router/queue.py), so the user hears `assigned` without a
+    round trip through the router. Otherwise it is queued and the router takes
+    it from there. The operator's slot is taken first and only if still free;
+    the ticket's row is new, so no other change can be waiting on it."""
     ticket_id, conv_id = new_id("t_"), new_id("c_")
     with engine.begin() as conn:
+        others = waiting(conn)
+        chosen = None if others else _slot_on_arrival(conn, now)
         conn.execute(
             insert(conversation_t).values(
                 id=conv_id, kind="support", title=subject, created_at=now, last_seq=0
             )
         )
+        joined = [user_id] if chosen is None else [user_id, chosen.operator_id]
         conn.execute(
-            insert(member_t).values(
-                conv_id=conv_id, user_id=user_id, last_read_seq=0, joined_at=now, muted=False
-            )
+            insert(member_t),
+            [
+                {
+                    "conv_id": conv_id,
+                    "user_id": u,
+                    "last_read_seq": 0,
+                    "joined_at": now,
+                    "muted": False,
+                }
+                for u in joined
+            ],
         )
+        deadline = rules.deadline(priority, now) if chosen else None
         conn.execute(
             insert(ticket_t).values(
                 id=ticket_id,
@@ -106,28 +119,37 @@ def open_ticket(
                 conv_id=conv_id,
                 subject=subject,
                 priority=priority,
-                status="queued",
-                version=1,
+                status="queued" if chosen is None else "assigned",
+                version=1 if chosen is None else 2,
                 created_at=now,
                 queued_at=now,
                 front=False,
                 escalations=0,
+                operator_id=chosen.operator_id if chosen else None,
+                assigned_at=now if chosen else None,
+                sla_deadline=deadline,
             )
         )
-        _record(conn, ticket_id, "opened", now, actor_id=user_id, detail=priority)
-        queue = queue_order(waiting(conn), now, rules.aging_seconds)
-        chosen = pick_operator(candidates(conn)) if len(queue) == 1 else None
+        events = [{"kind": "opened", "actor_id": user_id, "operator_id": None, "detail": priority}]
         if chosen is not None:
-            try:
-                # A savepoint: losing the operator's last slot to a claim made
-                # at the same moment leaves the ticket queued, not refused.
-                with conn.begin_nested():
-                    claimed = _claim_in(
-                        conn, ticket_id, chosen.operator_id, now, rules, "routed", chosen.name
-                    )
-                return Opened(ticket_id, conv_id, None, claimed)
-            except Conflict:
-                pass
+            events.append(
+                {
+                    "kind": "assigned",
+                    "actor_id": None,
+                    "operator_id": chosen.operator_id,
+                    "detail": "routed",
+                }
+            )
+        conn.execute(insert(event_t), [{"ticket_id": ticket_id, "at": now, **e} for e in events])
+    if chosen is not None and deadline is not None:
+        agent = Person(id=chosen.operator_id, name=chosen.name)
+        brief = Brief(ticket_id, user_id, conv_id, 2, priority, agent)
+        assigned = Outcome(
+            notices=[Notice(brief, "assigned", "routed", ((chosen.operator_id, "assigned"),))],
+            floor_changed=True,
+            deadlines=[(ticket_id, 2, deadline)],
+        )
+        return Opened(ticket_id, conv_id, None, assigned)
     brief = Brief(ticket_id, user_id, conv_id, 1, priority, None)
     queued = Outcome(
         notices=[Notice(brief, "queued", "new")],
@@ -135,7 +157,30 @@ def open_ticket(
         floor_changed=True,
         route=True,
     )
+    mine = Waiting(ticket_id, priority, now, False)
+    queue = queue_order([*others, mine], now, rules.aging_seconds)
     return Opened(ticket_id, conv_id, positions(queue)[ticket_id], queued)
+
+
+def _slot_on_arrival(conn: Connection, now: datetime) -> Candidate | None:
+    """The operator the rules pick, with a slot taken for them; the next one
+    if a claim made at the same moment took that slot; None if nobody is free."""
+    pool = candidates(conn)
+    while (chosen := pick_operator(pool)) is not None:
+        took = conn.execute(
+            update(operator_t)
+            .where(
+                operator_t.c.user_id == chosen.operator_id,
+                operator_t.c.open_chats < operator_t.c.capacity,
+                operator_t.c.status == "online",
+                operator_t.c.connected.is_(True),
+            )
+            .values(open_chats=operator_t.c.open_chats + 1, last_assigned_at=now)
+        ).rowcount
+        if took:
+            return chosen
+        pool = [c for c in pool if c.operator_id != chosen.operator_id]
+    return None
 
 
 # --- reading the queue and the operators ---------------------------------------------

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 
+from core.db import make_engine
+from core.models import AccessToken
+from core.timefmt import utcnow
 from tests.factories import register
 from tools.stack import Stack
 
@@ -173,3 +180,20 @@ def test_a_body_nested_too_deep_is_invalid_payload(api: str) -> None:
     )
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "invalid_payload"
+
+
+def test_an_expired_token_is_refused(stack: Stack) -> None:
+    user = register(stack.config.api_url, "expiring")
+    assert httpx.get(f"{user.api_url}/v1/conversations", headers=user.headers).status_code == 200
+    engine = make_engine(stack.config.database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                update(AccessToken)
+                .where(col(AccessToken.user_id) == user.user_id)
+                .values(expires_at=utcnow() - timedelta(seconds=1))
+            )
+    finally:
+        engine.dispose()
+    refused = httpx.get(f"{user.api_url}/v1/conversations", headers=user.headers)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
