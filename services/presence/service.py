@@ -71,11 +71,6 @@ class PresenceTracker:
         )
         if change is None:
             return
-        # Raw, not debounced: the support router applies its own grace.
-        await self.mqtt.publish(
-            topics.presence_changed(change.user_id),
-            PresenceChange(user_id=change.user_id, online=change.online).model_dump_json().encode(),
-        )
         if change.online:
             self._cancel_going_offline(up.user_id)
             if self._told.get(up.user_id) is not True:
@@ -85,6 +80,14 @@ class PresenceTracker:
             self._going_offline[up.user_id] = loop.call_later(
                 self.debounce, self._offline_settled, up.user_id
             )
+        # Raw, not debounced: the support router applies its own grace. After
+        # the peers were told: nothing may come between recording a change and
+        # reading who to tell (a conversation created meanwhile would be missed
+        # or told twice).
+        await self.mqtt.publish(
+            topics.presence_changed(change.user_id),
+            PresenceChange(user_id=change.user_id, online=change.online).model_dump_json().encode(),
+        )
 
     def _cancel_going_offline(self, user_id: str) -> None:
         handle = self._going_offline.pop(user_id, None)
