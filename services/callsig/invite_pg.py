@@ -2,18 +2,22 @@
 conversation, a new call id → the call rings.
 
 One round trip (autocommit; a single statement is atomic) instead of six (BEGIN,
-facts, lines, two inserts, COMMIT). Anything else (a refusal, busy, glare, an
-overdue ring holding a line, a repeated id, or another instance taking a line at
-the same moment, which the line's primary key turns into an error here) returns
-None, and the caller runs the general transaction, which knows every rule.
+facts, lines, two inserts, COMMIT). The two lines are inserted in user-id order
+(byte order, as the general transaction sorts them), so two invites between the
+same users at once wait on each other instead of deadlocking. Anything else (a
+refusal, busy, glare, an overdue ring holding a line, a repeated id, or another
+instance taking a line at the same moment, which the line's primary key turns
+into an error here) returns None, and the caller runs the general transaction,
+which knows every rule.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from psycopg.errors import DeadlockDetected
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 if TYPE_CHECKING:
     from services.callsig.machine import InviteRequest
@@ -42,7 +46,11 @@ _RING = text(
     ),
     new_lines AS (
         INSERT INTO call_line (user_id, call_id)
-        SELECT party, new_call.id FROM new_call, unnest(ARRAY[:a, :b]) AS party
+        SELECT party, new_call.id
+        FROM new_call,
+             unnest(ARRAY[LEAST(:a COLLATE "C", :b COLLATE "C"),
+                          GREATEST(:a COLLATE "C", :b COLLATE "C")]) WITH ORDINALITY AS l(party, n)
+        ORDER BY n
         RETURNING user_id
     )
     SELECT a_name, b_name, (SELECT count(*) FROM new_lines) AS lines FROM facts
@@ -68,6 +76,13 @@ def try_ring(engine: Engine, rq: InviteRequest) -> tuple[str, str] | None:
             row = conn.execute(_RING, params).one()
     except IntegrityError:
         return None  # another instance took a line or the id first
+    except OperationalError as exc:
+        # Two invites between the same two users at the same moment: the lines
+        # are taken in one order (the general transaction's too), so this is
+        # only a safety net; the general transaction decides the glare.
+        if isinstance(exc.orig, DeadlockDetected):
+            return None
+        raise
     if row.lines != 2:
         return None
     return row.a_name, row.b_name
