@@ -64,11 +64,6 @@ async def _run(state: AppState, func: Any, *args: Any) -> Any:
         raise ApiError(conflict.status, conflict.code, conflict.message) from None
 
 
-async def _publish(state: AppState, outcome: Outcome) -> None:
-    """Tell users and operators; the router is woken for the rest (views, routing)."""
-    await state.support.publish(outcome)
-
-
 async def _view(state: AppState, ticket_id: str) -> TicketView:
     views = await run_in_threadpool(
         support_views.views_by_id, state.engine, [ticket_id], state.support.rules, utcnow()
@@ -169,7 +164,7 @@ async def take(ticket_id: str, user: CurrentUser, state: StateDep) -> TicketView
     outcome = await _run(
         state, store.claim, ticket_id, user.id, utcnow(), state.support.rules, "taken"
     )
-    await _publish(state, outcome)
+    await state.support.publish(outcome)
     return await _view(state, ticket_id)
 
 
@@ -181,14 +176,14 @@ async def transfer(
     outcome = await _run(
         state, store.transfer, ticket_id, user, body.operator_id, utcnow(), state.support.rules
     )
-    await _publish(state, outcome)
+    await state.support.publish(outcome)
     return await _view(state, ticket_id)
 
 
 @router.post("/tickets/{ticket_id}/close")
 async def close(ticket_id: str, user: CurrentUser, state: StateDep) -> TicketView:
     outcome = await _run(state, store.close, ticket_id, user, utcnow())
-    await _publish(state, outcome)
+    await state.support.publish(outcome)
     return await _view(state, ticket_id)
 
 
@@ -213,7 +208,7 @@ async def me(user: CurrentUser, state: StateDep) -> OperatorView:
 async def set_status(body: OperatorStatusIn, user: CurrentUser, state: StateDep) -> OperatorView:
     _require_operator(user)
     outcome = await _run(state, store.set_status, user.id, body.status, utcnow())
-    await _publish(state, outcome)
+    await state.support.publish(outcome)
     view: OperatorView = await _run(state, support_views.operator_view, user.id)
     return view
 
@@ -249,7 +244,7 @@ async def change_operator(
 ) -> OperatorView:
     _require_supervisor(user)
     outcome = await _run(state, store.set_capacity, operator_id, body.capacity)
-    await _publish(state, outcome)
+    await state.support.publish(outcome)
     view: OperatorView = await _run(state, support_views.operator_view, operator_id)
     return view
 

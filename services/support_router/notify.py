@@ -32,7 +32,7 @@ from core.timefmt import to_wire, utcnow
 from services.support_router import store
 from services.support_router import views as support_views
 from services.support_router.outcome import Brief, Outcome, Rules
-from services.support_router.queue import estimated_wait_seconds
+from services.support_router.queue import estimated_wait_seconds, serving_capacity
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class Notifier:
         ]
         moved = [v for v in views if self._told.get(v.ticket_id) != (v.version, v.position)]
         if moved:
-            _, estimate = await self._waiting(now)
+            estimate = await self._estimator()  # the positions are the views' own
             for view in moved:
                 # Never told anything yet: a new ticket, waiting.
                 reason: SupportReason | None = "new" if view.ticket_id not in self._told else None
@@ -216,15 +216,20 @@ class Notifier:
     async def _waiting(self, now: datetime) -> tuple[dict[str, int], Callable[[int], int | None]]:
         """Current positions, and the wait estimate for a position."""
         current = await self.db.run(store.floor, now, self.rules)
-        online_capacity = sum(
-            c.capacity for c in current.operators if c.status == "online" and c.connected
-        )
-        handling = await self.db.run(support_views.handling_seconds) if online_capacity else None
+        capacity = serving_capacity(current.operators)
+        return store.positions(current.queue), await self._estimator(capacity)
+
+    async def _estimator(self, capacity: int | None = None) -> Callable[[int], int | None]:
+        """The wait estimate for a position (docs/support.md); `capacity` of
+        the operators online is read unless the caller has it."""
+        if capacity is None:
+            capacity = await self.db.run(store.online_capacity)
+        handling = await self.db.run(support_views.handling_seconds) if capacity else None
 
         def estimate(position: int) -> int | None:
-            return estimated_wait_seconds(position, online_capacity, handling)
+            return estimated_wait_seconds(position, capacity, handling)
 
-        return store.positions(current.queue), estimate
+        return estimate
 
     def _tell_user(
         self,

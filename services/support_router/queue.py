@@ -75,6 +75,11 @@ def pick_operator(candidates: Sequence[Candidate], skip: str | None = None) -> C
     return min(pool, key=key)
 
 
+def serving_capacity(candidates: Sequence[Candidate]) -> int:
+    """Chats the operators online and connected can hold at once."""
+    return sum(c.capacity for c in candidates if c.status == "online" and c.connected)
+
+
 def estimated_wait_seconds(
     position: int, online_capacity: int, handling_seconds: float | None
 ) -> int | None:

@@ -50,6 +50,7 @@ from services.support_router.queue import (
     Waiting,
     pick_operator,
     queue_order,
+    serving_capacity,
 )
 from services.support_router.tables import (
     conversation_t,
@@ -167,17 +168,7 @@ def _slot_on_arrival(conn: Connection, now: datetime) -> Candidate | None:
     if a claim made at the same moment took that slot; None if nobody is free."""
     pool = candidates(conn)
     while (chosen := pick_operator(pool)) is not None:
-        took = conn.execute(
-            update(operator_t)
-            .where(
-                operator_t.c.user_id == chosen.operator_id,
-                operator_t.c.open_chats < operator_t.c.capacity,
-                operator_t.c.status == "online",
-                operator_t.c.connected.is_(True),
-            )
-            .values(open_chats=operator_t.c.open_chats + 1, last_assigned_at=now)
-        ).rowcount
-        if took:
+        if _take_slot(conn, chosen.operator_id, now, routed=True):
             return chosen
         pool = [c for c in pool if c.operator_id != chosen.operator_id]
     return None
@@ -231,6 +222,12 @@ def floor(engine: Engine, now: datetime, rules: Rules) -> Floor:
         return Floor(queue_order(waiting(conn), now, rules.aging_seconds), candidates(conn))
 
 
+def online_capacity(engine: Engine) -> int:
+    """Chats the operators online and connected can hold at once."""
+    with reading(engine) as conn:
+        return serving_capacity(candidates(conn))
+
+
 def positions(ordered: Sequence[Waiting]) -> dict[str, int]:
     return {ticket.ticket_id: index for index, ticket in enumerate(ordered, start=1)}
 
@@ -274,11 +271,6 @@ def _claim_in(
     deadline = case(
         {name: rules.deadline(name, now) for name in PRIORITIES}, value=ticket_t.c.priority
     )
-    available = (
-        and_(operator_t.c.status == "online", operator_t.c.connected.is_(True))
-        if kind == "routed"
-        else operator_t.c.status != "offline"
-    )
     ticket = conn.execute(
         update(ticket_t)
         .where(ticket_t.c.id == ticket_id, ticket_t.c.status == "queued")
@@ -302,16 +294,7 @@ def _claim_in(
     ).first()
     if ticket is None:
         raise _not_claimable(conn, ticket_id)
-    took_slot = conn.execute(
-        update(operator_t)
-        .where(
-            operator_t.c.user_id == operator_id,
-            operator_t.c.open_chats < operator_t.c.capacity,
-            available,
-        )
-        .values(open_chats=operator_t.c.open_chats + 1, last_assigned_at=now)
-    ).rowcount
-    if not took_slot:
+    if not _take_slot(conn, operator_id, now, routed=kind == "routed"):
         raise _unavailable(conn, operator_id)
     _add_member(conn, ticket.conv_id, operator_id, now)
     _record(conn, ticket_id, "assigned", now, operator_id=operator_id, detail=kind)
@@ -328,6 +311,26 @@ def _claim_in(
         members_changed=[ticket.conv_id],
         deadlines=[(ticket_id, ticket.version, _aware(ticket.sla_deadline))],
     )
+
+
+def _take_slot(conn: Connection, operator_id: str, now: datetime, *, routed: bool) -> bool:
+    """One more open chat for the operator, only if under capacity and
+    available: online and connected for the router, not signed off for a take."""
+    available = (
+        and_(operator_t.c.status == "online", operator_t.c.connected.is_(True))
+        if routed
+        else operator_t.c.status != "offline"
+    )
+    took: int = conn.execute(
+        update(operator_t)
+        .where(
+            operator_t.c.user_id == operator_id,
+            operator_t.c.open_chats < operator_t.c.capacity,
+            available,
+        )
+        .values(open_chats=operator_t.c.open_chats + 1, last_assigned_at=now)
+    ).rowcount
+    return took > 0
 
 
 def _not_claimable(conn: Connection, ticket_id: str) -> Conflict:
