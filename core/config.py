@@ -100,6 +100,35 @@ class Settings(BaseSettings):
     support_sla_low_seconds: float = Field(default=600.0, gt=0)
     support_default_capacity: int = Field(default=3, ge=1)
 
+    # Limits (docs/operations.md, "Limits"). Messages per user: a token bucket
+    # in each persistence instance and in the API (HTTP sends). Shared
+    # subscriptions split a user's sends between instances, so N persistence
+    # instances admit up to N times the rate; the burst covers a reconnecting
+    # outbox re-sending what it holds.
+    message_rate_per_second: float = Field(default=10.0, gt=0)
+    message_rate_burst: int = Field(default=50, ge=1)
+    # Logins per client address and username (brute force), registrations per
+    # client address; both per API process.
+    login_attempts_per_minute: int = Field(default=10, ge=1)
+    registrations_per_hour: int = Field(default=20, ge=1)
+    # The broker's connection cap per listener (-1: no cap).
+    mqtt_max_connections: int = Field(default=20000, ge=-1)
+
+    # Broker TLS (docs/deploy.md): with a certificate and key, the broker also
+    # listens with TLS on these ports (MQTT over TLS, secure WebSocket).
+    mqtt_tls_certfile: str = ""
+    mqtt_tls_keyfile: str = ""
+    mqtt_tls_cafile: str = ""
+    mqtt_tls_tcp_port: int = 8883
+    mqtt_tls_ws_port: int = 8443
+
+    # Observability (docs/operations.md). Each service serves Prometheus
+    # metrics on this port (0: not served; the API serves /metrics on its
+    # own port) and publishes a summary on svc/<name>/<instance>/metrics.
+    metrics_port: int = Field(default=0, ge=0)
+    metrics_publish_seconds: float = Field(default=10.0, gt=0)
+    # "json": one JSON object per line, with message, call and ticket ids.
+    log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
     @model_validator(mode="after")
