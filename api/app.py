@@ -8,10 +8,12 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from prometheus_fastapi_instrumentator import Instrumentator
 
 from api.dashboard_files import mount_dashboard
 from api.deps import AppState, ThreadRunner
 from api.errors import install_error_handlers
+from api.limits import ApiLimits
 from api.media.storage import LocalDiskStorage
 from api.routes import (
     auth,
@@ -26,6 +28,7 @@ from api.routes import (
 )
 from bridge.mqtt import AsyncMqtt, Endpoint
 from bridge.provisioning import Provisioner
+from core import metrics
 from core.config import Settings, get_settings
 from core.db import make_engine
 from core.logs import setup_logging
@@ -40,7 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        setup_logging(settings.log_level, f"api-{settings.instance}")
+        setup_logging(settings.log_level, f"api-{settings.instance}", settings.log_format)
         for problem in dashboard_problems:
             log.warning("dashboard: %s", problem)
         engine = make_engine(settings.effective_database_url)
@@ -64,7 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rules_from(settings),
             views_elsewhere=partial(wake_router, mqtt),
         )
-        app.state.chat = AppState(settings, engine, mqtt, provisioner, storage, support)
+        app.state.chat = AppState(
+            settings, engine, mqtt, provisioner, storage, support, ApiLimits.from_settings(settings)
+        )
         try:
             yield
         finally:
@@ -77,6 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (auth, devices, conversations, messages, media, calls, livekit, users, support):
         app.include_router(module.router)
     dashboard_problems = mount_dashboard(app)
+    # Request counts and latency per route template (never per raw path, so ids
+    # cannot explode the series), plus the process's own chat_* figures.
+    Instrumentator(
+        excluded_handlers=["/metrics", "/healthz"], should_group_status_codes=False
+    ).instrument(
+        app,
+        latency_highr_buckets=metrics.LATENCY_BUCKETS,
+        latency_lowr_buckets=metrics.LATENCY_BUCKETS,
+    ).expose(app, include_in_schema=False, tags=["ops"])
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -21,6 +21,9 @@ from core.models import AccessToken, User
 from core.timefmt import utcnow
 from services.support_router.notify import Notifier
 
+if TYPE_CHECKING:
+    from api.limits import ApiLimits
+
 T = TypeVar("T")
 
 
@@ -32,6 +35,7 @@ class AppState:
     provisioner: Provisioner
     storage: MediaStorage
     support: Notifier
+    limits: ApiLimits
 
 
 class ThreadRunner:

@@ -196,6 +196,9 @@ class AsyncMqtt:
         self.disconnected = asyncio.Event()
         self.connect_count = 0
         self.refused: MqttError | None = None
+        # Plain counts, read by the metrics collector (core/metrics.py) on scrape.
+        self.published_count = 0
+        self.received_count = 0
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -287,6 +290,7 @@ class AsyncMqtt:
         While disconnected, QoS 1 publishes wait in paho and go out after the
         reconnect (the future completes then)."""
         future: asyncio.Future[None] = self._require_loop().create_future()
+        self.published_count += 1
         if qos == 0:
             self._client.publish(topic, payload, qos=0, retain=retain)
             future.set_result(None)
@@ -496,7 +500,18 @@ class AsyncMqtt:
         ):
             self._reconnecting = self._spawn(self._reconnect_forever(), "reconnect")
 
+    @property
+    def unacknowledged(self) -> int:
+        """Publishes the broker has not acknowledged yet (on the wire or held)."""
+        return len(self._pending_pub) + len(self._held)
+
+    @property
+    def inbound_queued(self) -> int:
+        """Messages received and not yet taken by `messages()`."""
+        return self._messages.qsize()
+
     def _on_message(self, client: paho.Client, _u: Any, msg: paho.MQTTMessage) -> None:
+        self.received_count += 1
         self._messages.put_nowait(
             Inbound(msg.topic, bytes(msg.payload), msg.qos, msg.retain, msg.mid, client)
         )

@@ -19,12 +19,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, ConnectFailed, Endpoint, Inbound, NotAuthorized, Will
 from bridge.wire.service import ServiceStatus
+from core import metrics
 from core.timefmt import to_wire, utcnow
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,10 @@ class ServiceRuntime:
 
     def route(self, topic_filter: str, qos: int, handler: Handler, *, shared: bool = True) -> None:
         self.routes.append(Route(topic_filter, qos, handler, shared))
+
+    @property
+    def task_count(self) -> int:
+        return len(self._tasks)
 
     def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         """A named background task owned by the runtime (cancelled on stop)."""
@@ -160,6 +166,7 @@ class ServiceRuntime:
             self.spawn(self._handle(route, message), f"handle:{message.topic}")
 
     async def _handle(self, route: Route, message: Inbound) -> None:
+        started = time.perf_counter()
         try:
             await route.handler(message)
         except asyncio.CancelledError:
@@ -168,4 +175,7 @@ class ServiceRuntime:
             # A bug, not bad input (handlers answer bad input themselves). It is
             # logged with the topic and acknowledged, so it cannot block the queue.
             log.exception("handler for %s failed; message acknowledged", message.topic)
+            metrics.HANDLER_ERRORS.labels(route.topic_filter).inc()
         message.ack()
+        metrics.HANDLED.labels(route.topic_filter).inc()
+        metrics.HANDLER_SECONDS.labels(route.topic_filter).observe(time.perf_counter() - started)

@@ -186,6 +186,11 @@ def service_status(name: str, instance: str) -> str:
     return f"svc/{name}/{instance}/status"
 
 
+def service_metrics(name: str, instance: str) -> str:
+    """A service's figures, retained and refreshed periodically (core/metrics.py)."""
+    return f"svc/{name}/{instance}/metrics"
+
+
 def livekit_webhook() -> str:
     """Verified LiveKit webhooks, from the API to callsig (services only)."""
     return "livekit/webhook"

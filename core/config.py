@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     # subscriptions split a user's sends between instances, so N persistence
     # instances admit up to N times the rate; the burst covers a reconnecting
     # outbox re-sending what it holds.
-    message_rate_per_second: float = Field(default=10.0, gt=0)
+    message_rate_per_second: int = Field(default=10, ge=1)
     message_rate_burst: int = Field(default=50, ge=1)
     # Logins per client address and username (brute force), registrations per
     # client address; both per API process.

@@ -73,6 +73,16 @@ def database_factory(db_kind: str, tmp_path_factory: pytest.TempPathFactory) -> 
             )
 
 
+# The suite's clients send and log in far faster than people do; the limits
+# themselves are tested with their own stack (tests/integration/test_limits.py).
+UNLIMITED = {
+    "MESSAGE_RATE_PER_SECOND": "1000000",
+    "MESSAGE_RATE_BURST": "1000000",
+    "LOGIN_ATTEMPTS_PER_MINUTE": "1000000",
+    "REGISTRATIONS_PER_HOUR": "1000000",
+}
+
+
 def start_stack(
     database_url: str,
     data_dir: Path,
@@ -88,7 +98,7 @@ def start_stack(
         persistence_instances=instances,
         callsig_instances=callsig_instances,
         router_instances=router_instances,
-        extra_env=dict(extra),
+        extra_env={**UNLIMITED, **extra},
     )
     if livekit is not None:
         config.livekit_api_key = livekit.api_key

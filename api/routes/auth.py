@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Request, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from api.deps import SessionDep, StateDep
 from api.errors import ApiError
+from api.limits import RegistrationLimit, client_address, limit_login
 from api.schemas import LoginIn, RegisterIn, SessionOut
 from api.security import hash_password, new_token, token_digest, verify_password
 from core.ids import new_id
@@ -32,7 +33,9 @@ def _issue_token(session: Session, user_id: str, ttl_days: int) -> str:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-def register(body: RegisterIn, session: SessionDep, state: StateDep) -> SessionOut:
+def register(
+    body: RegisterIn, session: SessionDep, state: StateDep, _limit: RegistrationLimit
+) -> SessionOut:
     if session.exec(select(User).where(User.username == body.username)).first():
         raise ApiError(409, "username_taken", "that username is taken")
     user = User(
@@ -52,7 +55,8 @@ def register(body: RegisterIn, session: SessionDep, state: StateDep) -> SessionO
 
 
 @router.post("/login")
-def login(body: LoginIn, session: SessionDep, state: StateDep) -> SessionOut:
+def login(body: LoginIn, session: SessionDep, state: StateDep, request: Request) -> SessionOut:
+    limit_login(state, client_address(request), body.username)
     user = session.exec(select(User).where(User.username == body.username)).first()
     if not verify_password(user.password_hash if user else None, body.password) or user is None:
         raise ApiError(401, "invalid_credentials", "wrong username or password")

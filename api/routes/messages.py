@@ -15,7 +15,7 @@ from api.schemas import MessageList, SyncConversation, SyncIn, SyncOut
 from bridge.wire.messaging import SendMessage, StoredMessage
 from core.models import Conversation
 from services.persistence import store
-from services.persistence.delivery import deliver_after_commit, to_deliver
+from services.persistence.delivery import count_outcome, deliver_after_commit, to_deliver
 from services.persistence.store import Duplicate, Rejected, SendItem, member_t, message_t
 
 router = APIRouter(prefix="/v1", tags=["messages"])
@@ -82,9 +82,11 @@ async def send_over_http(
     state: AppState, conv_id: str, sender_id: str, body: SendMessage
 ) -> tuple[StoredMessage, bool]:
     """Store and deliver one message like the MQTT path; (message, was a duplicate)."""
+    over_limit = not state.limits.messages.hit(sender_id).allowed
     (outcome,) = await run_in_threadpool(
-        store.store_batch, state.engine, [SendItem(conv_id, sender_id, body)]
+        store.store_batch, state.engine, [SendItem(conv_id, sender_id, body, over_limit)]
     )
+    count_outcome(outcome)
     if isinstance(outcome, Rejected):
         raise ApiError.rejection(outcome.code, outcome.message)
     duplicate = isinstance(outcome, Duplicate)

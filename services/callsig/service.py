@@ -41,9 +41,11 @@ from bridge.wire.calls import (
     RecordingInfo,
     RecordUp,
 )
+from core import metrics
 from core.config import Settings
 from core.database import Database
 from core.ids import is_valid_id
+from core.logs import bind_log_ids
 from core.timefmt import to_wire, utcnow
 from services.callsig import livekit_events, machine
 from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
@@ -104,6 +106,7 @@ class CallSignaling:
         up = topics.parse_call_up(message.topic)
         if up is None:
             return
+        bind_log_ids(call_id=up.call_id, user_id=up.user_id)
         try:
             effects = await self._transition(up, message.payload)
         except WireError as error:
@@ -305,6 +308,7 @@ class CallSignaling:
             reason=notice.reason,
             recording=RecordingInfo(status=notice.recording) if notice.recording else None,
         )
+        metrics.CALL_EVENTS.labels(notice.event).inc()
         return self.mqtt.publish(
             topics.user_call(notice.user.user_id), event.model_dump_json().encode()
         )
@@ -318,6 +322,7 @@ class CallSignaling:
             media=refusal.media,
             reason=refusal.reason,
         )
+        metrics.CALL_EVENTS.labels("error").inc()
         return self.mqtt.publish(
             topics.user_call(refusal.user_id), event.model_dump_json().encode()
         )

@@ -14,9 +14,18 @@ from bridge import topics
 from bridge.mqtt import AsyncMqtt
 from bridge.topics import UpKind
 from bridge.wire.messaging import Ack, AckStatus, ErrorInfo, PushCandidate, StoredMessage
+from core import metrics
 from services.persistence.store import Duplicate, Outcome, Rejected, Stored
 
 PUSH_RECIPIENTS_PER_NOTICE = 1000
+
+
+def count_outcome(outcome: Outcome) -> None:
+    if isinstance(outcome, Rejected):
+        metrics.SENDS.labels("rejected").inc()
+        metrics.SEND_REJECTIONS.labels(outcome.code).inc()
+    else:
+        metrics.SENDS.labels("stored" if isinstance(outcome, Stored) else "duplicate").inc()
 
 
 def ack_for(conv_id: str, client_msg_id: str | None, outcome: Outcome) -> Ack:

@@ -30,9 +30,12 @@ from core.config import Settings
 from core.database import Database
 from core.db import reading
 from core.ids import is_valid_id
+from core.logs import bind_log_ids
+from core.ratelimit import message_limit
 from services.persistence import store
 from services.persistence.delivery import (
     ack_for,
+    count_outcome,
     deliver_after_commit,
     publish_ack,
     to_deliver,
@@ -59,6 +62,7 @@ class PersistenceService:
         # the next batch's transaction, or alone when no batch comes along.
         self._delivered: deque[str] = deque()
         self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self.rate = message_limit(settings.message_rate_per_second, settings.message_rate_burst)
         runtime.route(topics.conv_up_filter(UpKind.MSG), 1, self.on_message)
         runtime.route(topics.conv_up_filter(UpKind.READ), 1, self.on_read)
         runtime.route(topics.conv_up_filter(UpKind.TYPING), 0, self.on_typing)
@@ -79,6 +83,7 @@ class PersistenceService:
         up = topics.parse_conv_up(message.topic)
         if up is None:
             return
+        bind_log_ids(conv_id=up.conv_id, user_id=up.user_id)
         client_msg_id: str | None = None
         outcome: Outcome | asyncio.Future[Outcome]
         if not is_valid_id(up.conv_id):
@@ -88,13 +93,17 @@ class PersistenceService:
                 body = decode(SendMessage, message.payload)
             except WireError as error:
                 client_msg_id = error.client_msg_id
+                bind_log_ids(client_msg_id=client_msg_id)
                 outcome = Rejected(error.code, error.message)
             else:
                 client_msg_id = body.client_msg_id
+                bind_log_ids(client_msg_id=client_msg_id)
+                over_limit = not self.rate.hit(up.user_id).allowed
                 # Queued before the first await: arrival order is kept.
-                outcome = self.writer.submit(SendItem(up.conv_id, up.user_id, body))
+                outcome = self.writer.submit(SendItem(up.conv_id, up.user_id, body, over_limit))
         if isinstance(outcome, asyncio.Future):
             outcome = await outcome
+        count_outcome(outcome)
         if isinstance(outcome, Rejected):
             log.info("rejected send on %s: %s (%s)", message.topic, outcome.code, outcome.message)
         pending = to_deliver(outcome)

@@ -71,6 +71,9 @@ class SendItem:
     conv_id: str
     sender_id: str
     body: SendMessage
+    # The sender is over their message rate: refused `rate_limited`, unless it
+    # is a re-send of a message already stored (that one is acked as before).
+    over_limit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,13 +165,15 @@ def store_batch(
     decided again with the earlier copies read first. `mark_delivered_ids` rides
     along in the same transaction (see `mark_delivered`).
     """
-    if store_pg.applies(engine, items):
+    over_limit = any(item.over_limit for item in items)
+    if not over_limit and store_pg.applies(engine, items):
         fast = _store_texts_fast(engine, items, mark_delivered_ids)
         if fast is not None:
             return fast
         # A re-send: the statement failed whole, marks included; on with them.
     try:
-        return _store_tx(engine, items, mark_delivered_ids, look_for_copies=False)
+        # An item over the limit may be a re-send: its earlier copy must be known.
+        return _store_tx(engine, items, mark_delivered_ids, look_for_copies=over_limit)
     except IntegrityError:
         return _store_tx(engine, items, mark_delivered_ids, look_for_copies=True)
 
@@ -315,6 +320,8 @@ def _decide(
         # handed us its message again), so this copy is delivered now.
         redeliver = () if copy.delivered else tuple(members[item.conv_id])
         return Duplicate(copy.message, redeliver)
+    if item.over_limit:
+        return Rejected("rate_limited", "too many messages; slow down")
     if body.media_id is not None:
         row = media.get(body.media_id)
         if row is None or row.uploader_id != item.sender_id:

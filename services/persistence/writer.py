@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
 
+from core import metrics
 from core.database import Database
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ class BatchWriter(Generic[ItemT, ResultT]):
         self._batch_max = batch_max
         self._queue: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
         self._wakeup = asyncio.Event()
+        metrics.STORE_QUEUE.set_function(lambda: len(self._queue))
 
     def submit(self, item: ItemT) -> asyncio.Future[ResultT]:
         """Queue an item (order-preserving; no await); the future gets its outcome."""
@@ -56,6 +59,7 @@ class BatchWriter(Generic[ItemT, ResultT]):
 
     async def _store_batch(self, batch: list[tuple[ItemT, asyncio.Future[ResultT]]]) -> None:
         items = [item for item, _ in batch]
+        started = time.perf_counter()
         try:
             outcomes = await self._db.run(self._store, items)
         except Exception as exc:
@@ -66,6 +70,8 @@ class BatchWriter(Generic[ItemT, ResultT]):
                 if not future.done():
                     future.set_exception(exc)
             return
+        metrics.STORE_BATCH_SECONDS.observe(time.perf_counter() - started)
+        metrics.STORE_BATCH_SIZE.observe(len(items))
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,6 +29,8 @@ from exponent_server_sdk import (
     PushTicket,
     PushTicketError,
 )
+
+from core import metrics
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +81,11 @@ class ExpoSender:
         for attempt in range(1, RETRIES + 1):
             report.requests += 1
             try:
+                started = time.perf_counter()
                 tickets: list[PushTicket] = await asyncio.to_thread(
                     self._client.publish_multiple, chunk
                 )
+                metrics.PUSH_REQUEST_SECONDS.observe(time.perf_counter() - started)
                 return tickets
             except (PushServerError, requests.HTTPError) as error:
                 # PushServerError for Expo's JSON errors, HTTPError for bare ones.

@@ -24,9 +24,7 @@ later by an APScheduler job) are dropped.
 from __future__ import annotations
 
 import logging
-import time
-from collections import deque
-from datetime import UTC
+from datetime import UTC, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from exponent_server_sdk import PushMessage
@@ -38,15 +36,16 @@ from bridge.wire.base import WireError, decode
 from bridge.wire.calls import PushCallNotice
 from bridge.wire.messaging import PushCandidate, StoredMessage
 from bridge.wire.support import SupportEvent
+from core import metrics
 from core.config import Settings
 from core.database import Database
+from core.ratelimit import KeyedLimit
 from services.push import store
 from services.push.collapse import Collapser, Due
 from services.push.expo import ExpoSender, SendReport
 
 log = logging.getLogger(__name__)
 
-RATE_WINDOW_SECONDS = 60.0
 PREVIEW_CHARS = 150  # well under Expo's 4 KiB payload, whatever the text
 MEDIA_LABEL = {"image": "Photo", "audio": "Voice note", "file": "File"}
 CALL_CHANNEL = "calls"  # the Android notification channel the app sets up for ringing
@@ -86,7 +85,7 @@ class PushService:
         # Accepted tickets whose receipts are still to be checked: (id, token).
         self._unchecked: list[tuple[str, str]] = []
         self._collapser = Collapser(settings.push_message_window_seconds, self._push_due)
-        self._recent: dict[str, deque[float]] = {}  # user -> times of recent message pushes
+        self._per_user = KeyedLimit(settings.push_user_per_minute, timedelta(minutes=1))
         runtime.route(topics.push_call_filter(), 1, self.on_call_notice)
         runtime.route(topics.push_message(), 1, self.on_message)
         runtime.route(topics.push_support_filter(), 1, self.on_support_event)
@@ -141,7 +140,7 @@ class PushService:
             )
             for token in tokens
         ]
-        await self._record(await self.sender.send(messages))
+        await self._record(await self.sender.send(messages), "support")
 
     async def on_call_notice(self, message: Inbound) -> None:
         try:
@@ -174,7 +173,7 @@ class PushService:
             )
             for token in tokens
         ]
-        await self._record(await self.sender.send(messages))
+        await self._record(await self.sender.send(messages), "call")
 
     # --- messages ------------------------------------------------------------------------
 
@@ -195,7 +194,7 @@ class PushService:
         try:
             messages = await self._messages_for(batch)
             if messages:
-                await self._record(await self.sender.send(messages))
+                await self._record(await self.sender.send(messages), "message")
         except Exception:
             log.exception("%d message pushes failed", len(batch))
 
@@ -224,17 +223,17 @@ class PushService:
         return messages
 
     def _within_rate(self, user_id: str) -> bool:
-        now = time.monotonic()
-        recent = self._recent.setdefault(user_id, deque())
-        while recent and now - recent[0] > RATE_WINDOW_SECONDS:
-            recent.popleft()
-        if len(recent) >= self.settings.push_user_per_minute:
-            log.info("push to %s held back: over %d a minute", user_id, len(recent))
-            return False
-        recent.append(now)
-        return True
+        if self._per_user.hit(user_id).allowed:
+            return True
+        log.info(
+            "push to %s held back: over %d a minute", user_id, self.settings.push_user_per_minute
+        )
+        return False
 
-    async def _record(self, report: SendReport) -> None:
+    async def _record(self, report: SendReport, kind: str) -> None:
+        metrics.PUSHES.labels(kind, "accepted").inc(len(report.accepted))
+        metrics.PUSHES.labels(kind, "failed").inc(report.failed)
+        metrics.PUSHES.labels(kind, "token_dead").inc(len(report.dead_tokens))
         self._unchecked.extend(report.accepted)
         if report.dead_tokens:
             log.info("dropping %d push tokens Expo does not know", len(report.dead_tokens))

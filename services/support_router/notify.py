@@ -28,6 +28,8 @@ from bridge.wire.support import (
     TicketView,
     Wake,
 )
+from core import metrics
+from core.logs import log_context
 from core.timefmt import to_wire, utcnow
 from services.support_router import store
 from services.support_router import views as support_views
@@ -93,6 +95,9 @@ class Notifier:
             positions, estimate = await self._waiting(utcnow())
         for notice in outcome.notices:
             if notice.user_event is not None:
+                metrics.SUPPORT_EVENTS.labels(notice.user_event).inc()
+                with log_context(ticket_id=notice.ticket_id):
+                    log.info("told the user %s (%s)", notice.user_event, notice.reason or "-")
                 position = positions.get(notice.ticket_id)
                 sent.append(
                     self._tell_user(
@@ -179,6 +184,7 @@ class Notifier:
         if if_moved and shape == self._last_queue:
             return
         self._last_queue = shape
+        metrics.SUPPORT_QUEUE.set(len(views))
         snapshot = QueueSnapshot(tickets=views, updated_at=to_wire(now))
         sent: list[asyncio.Future[Any]] = [
             self.mqtt.publish(
