@@ -113,6 +113,14 @@ def start_stack(
     return stack
 
 
+def single_stack(database_url: str, data_dir: Path, **settings: str) -> Stack:
+    """One instance of each service (counts that depend on one instance are
+    exact), with settings of its own."""
+    return start_stack(
+        database_url, data_dir, instances=1, callsig_instances=1, router_instances=1, **settings
+    )
+
+
 @pytest.fixture(scope="session")
 def livekit() -> Iterator[LiveKitDouble]:
     """LiveKit's server API, as a double (no LiveKit server can run here)."""

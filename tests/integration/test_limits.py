@@ -12,7 +12,7 @@ import pytest
 
 from bridge import topics
 from bridge.topics import UpKind
-from tests.conftest import start_stack
+from tests.conftest import single_stack
 from tests.factories import ApiUser, register
 from tests.integration.mqtt_helpers import drain, inbox, text_send, wait_for
 from tools.stack import Stack
@@ -27,12 +27,9 @@ LOGINS = 3
 @pytest.fixture(scope="module")
 def limited(database_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """One persistence instance: a user's sends meet one bucket, so counts are exact."""
-    stack = start_stack(
+    stack = single_stack(
         database_factory(),  # type: ignore[operator]
         tmp_path_factory.mktemp("limits"),
-        instances=1,
-        callsig_instances=1,
-        router_instances=1,
         MESSAGE_RATE_PER_SECOND="1",
         MESSAGE_RATE_BURST=str(BURST),
         LOGIN_ATTEMPTS_PER_MINUTE=str(LOGINS),

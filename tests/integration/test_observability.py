@@ -11,7 +11,7 @@ import pytest
 
 from bridge import topics
 from bridge.topics import UpKind
-from tests.conftest import start_stack
+from tests.conftest import single_stack
 from tests.factories import register
 from tests.integration.call_helpers import service_watcher
 from tests.integration.mqtt_helpers import inbox, text_send, wait_for
@@ -22,12 +22,9 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture(scope="module")
 def watched(database_factory: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    stack = start_stack(
+    stack = single_stack(
         database_factory(),  # type: ignore[operator]
         tmp_path_factory.mktemp("observed"),
-        instances=1,
-        callsig_instances=1,
-        router_instances=1,
         METRICS_PUBLISH_SECONDS="0.3",
         LOG_FORMAT="json",
     )
@@ -46,7 +43,7 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
-async def test_the_api_counts_requests_by_route_and_sends_by_outcome(watched: Stack) -> None:
+def test_the_api_counts_requests_by_route_and_sends_by_outcome(watched: Stack) -> None:
     api = watched.config.api_url
     seller, buyer = register(api, "seller"), register(api, "buyer")
     conv = seller.conversation(buyer)
