@@ -3,15 +3,20 @@
 `./chat bench` runs this. It prints figures and asserts nothing. In one run:
 1. the raw broker hop (the floor): service account to service account over
    TCP and WebSocket, no service in the path;
-2. the full path per database: a device publishes a send, the persistence
+2. a Socket.IO 4 relay (Node, stores nothing: the plain design), measured the
+   same way with python-socketio clients (tools/bench_socketio.py);
+3. the full path per database: a device publishes a send, the persistence
    service stores it and delivers it, another user's device receives it;
-3. the highest sustained rate per database (a ramp), and a blast's delivered/s;
-4. call signaling per database: invite to the callee's `incoming`, beside the
+4. the highest sustained rate per database (a ramp), and a blast's delivered/s;
+5. call signaling per database: invite to the callee's `incoming`, beside the
    raw hop measured the same way (tools/bench_calls.py);
-5. push per database: stored message to the Expo request, and a burst to
+6. push per database: stored message to the Expo request, and a burst to
    10,000 offline recipients (tools/bench_push.py);
-6. support per database: ticket opened to the user's `assigned`, with
+7. support per database: ticket opened to the user's `assigned`, with
    operators online (tools/bench_tickets.py).
+
+The first three are printed side by side at each paced rate, with the full
+path's ratios over the raw hop and over the Socket.IO relay.
 
 Every latency is measured in this one process (publish call to arrival at the
 receiving client's asyncio side, both with `time.perf_counter()`), so clocks
@@ -41,26 +46,26 @@ from bridge.mqtt import AsyncMqtt, Endpoint, Inbound
 from bridge.topics import UpKind
 from tools.bench_calls import print_calls, run_calls
 from tools.bench_push import print_push, run_push
+from tools.bench_socketio import RelayLoad, run_socketio
 from tools.bench_support import (
-    ANCHOR_SOCKETIO_PG_P50_MS,
     HEADER,
-    CpuMeter,
+    TEXT,
+    Board,
+    Phase,
     Result,
-    Tracker,
     anchor_rows,
-    paced,
+    measure_phase,
     running_stack,
+    side_by_side,
     table_row,
     ws_endpoint,
 )
 from tools.bench_tickets import print_tickets, run_tickets
 from tools.stack import Stack
 
-TEXT = "x" * 150  # the anchors' 150-byte body
 PASSWORD = "bench-password-1"
 P99_LIMIT_MS = 50.0
 T = TypeVar("T")
-SETTLE_SECONDS = 0.3  # lets stragglers and PUBACKs of one phase clear before the next
 
 
 @dataclass(frozen=True)
@@ -97,7 +102,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--pairs", type=int, default=10, help="sender/receiver conversations")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
-        "--skip", default="", help="parts to leave out: raw,full,ramp,blast,calls,push,support"
+        "--skip",
+        default="",
+        help="parts to leave out: raw,socketio,full,ramp,blast,calls,push,support",
     )
     parser.add_argument("--blast", type=int, default=None, help="blast size (5000; 500 quick)")
     parser.add_argument(
@@ -133,14 +140,6 @@ class Lane:
 
     client: AsyncMqtt
     topic: str
-
-
-class Board:
-    """Where receivers report: whichever phase is being measured now."""
-
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.current: Tracker | None = None
-        self.pids = pids  # the stack's processes, whose CPU each phase records
 
 
 def body(client_msg_id: str) -> bytes:
@@ -179,44 +178,16 @@ async def measure(
     count: int,
     drain_seconds: float,
 ) -> Result:
-    """Send `count` messages round-robin over the lanes at `rate` (None: blast)."""
+    """Send `count` messages round-robin over the lanes at `rate` (None: blast),
+    each at QoS 1, never waiting for its PUBACK before the next."""
     label, transport = name
-    tracker = Tracker(f"b{secrets.token_hex(4)}", count)
-    board.current = tracker
-    pubacks: list[asyncio.Future[None]] = []
 
-    def send(index: int) -> None:
+    def prepare(index: int, client_msg_id: str) -> Callable[[], asyncio.Future[None]]:
         lane = lanes[index % len(lanes)]
-        client_msg_id = tracker.client_msg_id(index)
-        payload = body(client_msg_id)
-        tracker.mark_sent(client_msg_id, time.perf_counter())
-        pubacks.append(lane.client.publish(lane.topic, payload, qos=1))
+        return partial(lane.client.publish, lane.topic, body(client_msg_id), qos=1)
 
-    meter = CpuMeter.start(board.pids)
-    await paced(count, rate, send)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(tracker.done.wait(), drain_seconds)
-    refused = await _count_failed(pubacks, drain_seconds)
-    cpu = meter.stop()
-    await asyncio.sleep(SETTLE_SECONDS)  # duplicates, if any, show up in this phase
-    result = Result.of(label, f"{rate}", tracker, transport, rate or 0)
-    if rate is None:  # a blast's rate is what came out of it
-        result.rate = f"{result.delivered_per_s or 0:.0f}/s"
-    result.cpu = cpu
-    if refused:
-        result.notes.append(f"{refused} publishes not acknowledged by the broker")
-    print("  " + result.summary(), flush=True)
-    return result
-
-
-async def _count_failed(futures: list[asyncio.Future[None]], timeout: float) -> int:
-    if not futures:
-        return 0
-    try:
-        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
-    except TimeoutError:
-        return sum(1 for f in futures if not f.done() or f.exception() is not None)
-    return sum(1 for o in outcomes if isinstance(o, BaseException))
+    phase = Phase(label, transport, rate, count, drain_seconds)
+    return await measure_phase(board, phase, prepare, "publishes not acknowledged by the broker")
 
 
 async def warm_up(lanes: Sequence[Lane], board: Board, options: Options) -> None:
@@ -479,11 +450,17 @@ def raw_p50(raw: list[Result], transport: str, rate: int) -> float | None:
     return pick[0].p50 if pick else None
 
 
-def print_table(raw: list[Result], full: list[Result], failures: list[str]) -> None:
+def print_table(
+    raw: list[Result],
+    relay: list[Result],
+    full: list[Result],
+    failures: list[str],
+    options: Options,
+) -> None:
     print()
     print(HEADER)
     print("-" * len(HEADER))
-    for result in [*raw, *full]:
+    for result in [*raw, *relay, *full]:
         print(table_row(result, raw_p50(raw, result.transport, result.rate_value)))
     for line in anchor_rows():
         print(line)
@@ -493,14 +470,11 @@ def print_table(raw: list[Result], full: list[Result], failures: list[str]) -> N
         "busy by processes outside this run during the phase (the machine is shared)"
     )
     print()
-    for result in full:
-        anchor = ANCHOR_SOCKETIO_PG_P50_MS.get(result.rate_value)
-        if result.label.startswith("stored+delivered") and anchor:
-            print(
-                f"{result.label} @ {result.rate}: p50 {result.p50:.2f} ms vs socket.io+pg "
-                f"{anchor:.2f} ms (x{result.p50 / anchor:.2f})"
-            )
-    notes = [f"{r.label} @ {r.rate}: {'; '.join(r.notes)}" for r in [*raw, *full] if r.notes]
+    for line in side_by_side(raw, relay, full, options.transport, options.rates):
+        print(line)
+    print()
+    results = [*raw, *relay, *full]
+    notes = [f"{r.label} @ {r.rate}: {'; '.join(r.notes)}" for r in results if r.notes]
     for line in [*notes, *failures]:
         print("note: " + line)
 
@@ -528,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return []
 
     raw = attempt("raw", "raw hop", partial(run_raw, options))
+    load = RelayLoad(
+        options.rates, options.messages, options.pairs, options.warmup, options.drain_seconds
+    )
+    relay = attempt("socketio", "socket.io relay", partial(run_socketio, load))
     full: list[Result] = []
     for kind in options.dbs:
         full += attempt("full", f"{kind} full path", partial(run_full, kind, options))
@@ -535,7 +513,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     calls = attempt("calls", "call signaling", partial(run_calls, options.dbs, min(messages, 1000)))
     pushes = attempt("push", "push", partial(run_push, options.dbs, min(messages, 200)))
     tickets = attempt("support", "support", partial(run_tickets, options.dbs, min(messages, 500)))
-    print_table(raw, full, failures)
+    print_table(raw, relay, full, failures, options)
     print_calls(calls)
     print_push(pushes)
     print_tickets(tickets)

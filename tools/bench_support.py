@@ -1,5 +1,5 @@
 """The parts of `tools/bench.py` that are not about MQTT: statistics, pacing,
-throw-away databases and stacks, and the printed table.
+one measured phase, throw-away databases and stacks, and the printed tables.
 
 Kept apart so bench.py reads as the measurement itself.
 """
@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -36,6 +36,7 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Figures measured on this kind of machine (see /work/shared/notes.md), printed
 # next to ours so a reader sees what the system is compared against.
 ANCHOR_RAW_P50_MS = {"tcp": 0.30, "ws": 0.35}
+ANCHOR_SOCKETIO_RELAY_MS = {500: (0.77, 2.9)}  # (p50, p99): a room relay storing nothing
 ANCHOR_SOCKETIO_PG_P50_MS = {100: 2.25, 500: 1.48}
 ANCHOR_SOCKETIO_PG_SATURATION = 1600
 ANCHOR_POLLING_WAIT_MS = 750.0
@@ -269,6 +270,78 @@ async def paced(count: int, rate: float | None, send: Callable[[int], None]) -> 
             await asyncio.sleep(max(0.0, started + index / rate - time.perf_counter()))
 
 
+# --- one measured phase -------------------------------------------------------------------
+
+TEXT = "x" * 150  # the anchors' 150-byte body
+SETTLE_SECONDS = 0.3  # lets stragglers and PUBACKs of one phase clear before the next
+
+# Given a message's index and client_msg_id, builds its payload and returns the
+# call that sends it; the send is stamped just before that call, so building the
+# payload is not counted. The call returns what completes once the message has
+# left (a PUBACK; an emit handed to its client's writer).
+Prepare = Callable[[int, str], Callable[[], Awaitable[object]]]
+
+
+class Board:
+    """Where receivers report: whichever phase is being measured now."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.current: Tracker | None = None
+        self.pids = pids  # the processes under test, whose CPU each phase records
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What one measured phase is: its row's name, offered rate and size."""
+
+    label: str
+    transport: str
+    rate: int | None  # None: a blast
+    count: int
+    drain_seconds: float
+
+
+async def measure_phase(board: Board, phase: Phase, prepare: Prepare, unconfirmed: str) -> Result:
+    """Send `phase.count` messages at `phase.rate` through `prepare`; receivers
+    stamp arrivals on `board`. `unconfirmed` names the sends that never completed."""
+    tracker = Tracker(f"b{secrets.token_hex(4)}", phase.count)
+    board.current = tracker
+    confirmations: list[Awaitable[object]] = []
+
+    def send(index: int) -> None:
+        client_msg_id = tracker.client_msg_id(index)
+        go = prepare(index, client_msg_id)
+        tracker.mark_sent(client_msg_id, time.perf_counter())
+        confirmations.append(go())
+
+    meter = CpuMeter.start(board.pids)
+    await paced(phase.count, phase.rate, send)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tracker.done.wait(), phase.drain_seconds)
+    failed = await _count_failed(confirmations, phase.drain_seconds)
+    cpu = meter.stop()
+    await asyncio.sleep(SETTLE_SECONDS)  # duplicates, if any, show up in this phase
+    result = Result.of(phase.label, f"{phase.rate}", tracker, phase.transport, phase.rate or 0)
+    if phase.rate is None:  # a blast's rate is what came out of it
+        result.rate = f"{result.delivered_per_s or 0:.0f}/s"
+    result.cpu = cpu
+    if failed:
+        result.notes.append(f"{failed} {unconfirmed}")
+    print("  " + result.summary(), flush=True)
+    return result
+
+
+async def _count_failed(sends: list[Awaitable[object]], timeout: float) -> int:
+    if not sends:
+        return 0
+    futures = [asyncio.ensure_future(send) for send in sends]
+    try:
+        outcomes = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
+    except TimeoutError:
+        return sum(1 for f in futures if not f.done() or f.cancelled() or f.exception())
+    return sum(1 for o in outcomes if isinstance(o, BaseException))
+
+
 # --- endpoints, databases, stacks ---------------------------------------------------------
 
 
@@ -348,6 +421,16 @@ def livekit_double() -> Iterator[tuple[str, str]]:
         process.wait()
 
 
+# A bench user sends far more than a real one may (10 conversations carry 500
+# msg/s: 50 a second each) and the bench registers its users from one address,
+# so its stacks lift those limits: the figures are the pipeline's, not the limiter's.
+UNLIMITED = {
+    "MESSAGE_RATE_PER_SECOND": "1000000",
+    "MESSAGE_RATE_BURST": "1000000",
+    "REGISTRATIONS_PER_HOUR": "1000000",
+}
+
+
 @contextlib.contextmanager
 def running_stack(
     kind: str, instances: int, extra_env: dict[str, str] | None = None
@@ -355,7 +438,8 @@ def running_stack(
     """A whole system on free ports; its data dir is kept only when something failed.
 
     LiveKit's server API is the test double (calls close their rooms through
-    it), so no run waits on connections to a LiveKit that is not there."""
+    it), so no run waits on connections to a LiveKit that is not there. The
+    per-user limits are lifted (`UNLIMITED`)."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"chat-bench-{kind}-"))
     failed = True
     try:
@@ -366,7 +450,7 @@ def running_stack(
                 persistence_instances=instances,
                 log_level="WARNING",
                 livekit_api_secret=lk_secret,
-                extra_env={"LIVEKIT_API_URL": lk_url, **(extra_env or {})},
+                extra_env={"LIVEKIT_API_URL": lk_url, **UNLIMITED, **(extra_env or {})},
             )
             stack = Stack(config)
             try:
@@ -441,9 +525,76 @@ def anchor_rows() -> list[str]:
         for t, v in ANCHOR_RAW_P50_MS.items()
     ]
     rows += [
+        row("anchor: socket.io relay (notes)", str(r), f"{p50:.2f}", f"{p99:.1f}")
+        for r, (p50, p99) in ANCHOR_SOCKETIO_RELAY_MS.items()
+    ]
+    rows += [
         row("anchor: socket.io+pg (notes)", str(r), f"{v:.2f}")
         for r, v in ANCHOR_SOCKETIO_PG_P50_MS.items()
     ]
     rows.append(row("anchor: socket.io+pg saturates", f"<{ANCHOR_SOCKETIO_PG_SATURATION}/s", "-"))
     rows.append(row("anchor: polling 1.5 s (mean)", "-", f"{ANCHOR_POLLING_WAIT_MS:.0f}"))
     return rows
+
+
+# --- side by side: the floor, a plain Socket.IO relay, and the full path -----------------
+
+SIDE_BY_SIDE_TITLE = (
+    "side by side, this run (p50 / p99 ms): raw broker hop, Socket.IO 4 relay storing "
+    "nothing, our full path (stored, then delivered); ratios: full path over each"
+)
+SIDE_BY_SIDE_HEADER = (
+    f"{'rate':>6}  {'raw hop':<18}{'socket.io relay':<18}{'full path':<30}"
+    f"{'full / raw':<18}{'full / socket.io'}"
+)
+
+
+def _pair(result: Result | None) -> str:
+    return "-" if result is None else f"{_ms(result.p50)} / {_ms(result.p99)}"
+
+
+def _ratios(path: Result | None, base: Result | None) -> str:
+    if path is None or base is None or not base.latencies_ms or not path.latencies_ms:
+        return "-"
+
+    def ratio(value: float) -> str:
+        return f"{value:.1f}" if value < 100 else f"{value:.0f}"
+
+    return f"{ratio(path.p50 / base.p50)} / {ratio(path.p99 / base.p99)}"
+
+
+def side_by_side(
+    raw: Sequence[Result],
+    relay: Sequence[Result],
+    full: Sequence[Result],
+    transport: str,
+    rates: Sequence[int],
+) -> list[str]:
+    """One line per rate and database: each path's p50 / p99 at the same offered
+    rate, and the full path's ratios over the raw hop (on the devices' transport)
+    and over the live Socket.IO relay. A part that was skipped or failed shows `-`."""
+
+    def at(results: Sequence[Result], rate: int, label: str) -> list[Result]:
+        return [r for r in results if r.rate_value == rate and r.label.startswith(label)]
+
+    lines = [SIDE_BY_SIDE_TITLE, SIDE_BY_SIDE_HEADER, "-" * len(SIDE_BY_SIDE_HEADER)]
+    for rate in rates:
+        floor = next(iter(at(raw, rate, f"raw hop ({transport})")), None)
+        socketio = next(iter(at(relay, rate, "socket.io relay")), None)
+        paths: list[Result | None] = [*at(full, rate, "stored+delivered")] or [None]
+        for path in paths:
+            stored = "-"
+            if path is not None:
+                stored = f"{path.label.removeprefix('stored+delivered '):<11}{_pair(path)}"
+            lines.append(
+                f"{rate:>6}  {_pair(floor):<18}{_pair(socketio):<18}{stored:<30}"
+                f"{_ratios(path, floor):<18}{_ratios(path, socketio)}"
+            )
+    lines += [
+        f"raw hop: service account to service account over {transport}, no service in the "
+        "path; socket.io relay: python-socketio clients over WebSocket through a Node",
+        "Socket.IO 4 room relay (tools/socketio_relay); full path: device to device through "
+        f"the persistence service, devices over {transport}. Same 150-byte body, open-loop",
+        "pacing and message count for all three; both ends of every path in this one process.",
+    ]
+    return lines
