@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -24,6 +25,27 @@ def start_with_sweep(
         next_run_time=datetime.now(UTC),
         max_instances=1,
         coalesce=True,
+    )
+
+
+def run_once_at(
+    scheduler: AsyncIOScheduler,
+    job_id: str,
+    when: datetime,
+    func: Callable[..., Awaitable[None]],
+    *args: Any,
+) -> None:
+    """A deadline's timer: `func(*args)` at `when`, however late (a timer that
+    fires late still acts: the database decides whether the deadline holds).
+    Scheduling the same `job_id` again moves it."""
+    scheduler.add_job(
+        func,
+        "date",
+        run_date=when,
+        args=list(args),
+        id=job_id,
+        replace_existing=True,
+        misfire_grace_time=None,
     )
 
 

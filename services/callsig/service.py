@@ -52,7 +52,7 @@ from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
 from services.callsig.machine import CallView, Effects, InviteRequest, Notice, PushEvent, Refusal
 from services.callsig.tokens import TokenMinter
 from services.callsig.webhooks import update_from_webhook
-from services.sweeps import start_with_sweep, stop_scheduler
+from services.sweeps import run_once_at, start_with_sweep, stop_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -167,15 +167,7 @@ class CallSignaling:
         await self.apply(await self.db.run(machine.end_if_unjoined, call_id, utcnow()))
 
     def _schedule_ring(self, call_id: str, deadline: datetime) -> None:
-        self.scheduler.add_job(
-            self._expire,
-            "date",
-            run_date=deadline,
-            args=[call_id, deadline],
-            id=f"ring:{call_id}",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        run_once_at(self.scheduler, f"ring:{call_id}", deadline, self._expire, call_id, deadline)
 
     def _unschedule(self, job_id: str) -> None:
         # Absent when it fired already, or when another instance scheduled it.
@@ -264,14 +256,12 @@ class CallSignaling:
         for call_id in effects.answered:
             self._unschedule(f"ring:{call_id}")
             if self.join_grace:
-                self.scheduler.add_job(
+                run_once_at(
+                    self.scheduler,
+                    f"join:{call_id}",
+                    now + self.join_grace,
                     self._end_if_unjoined,
-                    "date",
-                    run_date=now + self.join_grace,
-                    args=[call_id],
-                    id=f"join:{call_id}",
-                    replace_existing=True,
-                    misfire_grace_time=None,
+                    call_id,
                 )
         for call_id in effects.ended:
             self._unschedule(f"ring:{call_id}")

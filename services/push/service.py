@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, timedelta
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from exponent_server_sdk import PushMessage
@@ -119,28 +120,21 @@ class PushService:
         body = SUPPORT_BODY.get(event.event)
         if body is None:
             return
-        tokens = await self.db.run(store.offline_tokens, user_id)
-        if not tokens:
-            return
         agent = event.agent.name if event.agent else None
-        data = {
-            "type": "support",
-            "event": event.event,
-            "ticket_id": event.ticket_id,
-            "conv_id": event.conv_id,
-        }
-        messages = [
-            PushMessage(
-                to=token,
-                title="Support",
-                body=body.format(agent=agent) if agent else SUPPORT_BODY_NO_AGENT[event.event],
-                data=data,
-                priority="high",
-                channel_id=SUPPORT_CHANNEL,
-            )
-            for token in tokens
-        ]
-        await self._record(await self.sender.send(messages), "support")
+        await self._push_to_offline_devices(
+            user_id,
+            "support",
+            title="Support",
+            body=body.format(agent=agent) if agent else SUPPORT_BODY_NO_AGENT[event.event],
+            data={
+                "type": "support",
+                "event": event.event,
+                "ticket_id": event.ticket_id,
+                "conv_id": event.conv_id,
+            },
+            priority="high",
+            channel_id=SUPPORT_CHANNEL,
+        )
 
     async def on_call_notice(self, message: Inbound) -> None:
         try:
@@ -148,32 +142,32 @@ class PushService:
         except WireError as error:
             log.warning("ignored %s: %s", message.topic, error.message)
             return
-        tokens = await self.db.run(store.offline_tokens, notice.to)
-        if not tokens:
-            return
         ringing = notice.event == "incoming"
-        data = {
-            "type": "call",
-            "event": notice.event,
-            "call_id": notice.call_id,
-            "from": notice.from_,
-            "media": notice.media,
-        }
-        messages = [
-            PushMessage(
-                to=token,
-                title=notice.from_name,
-                body=CALL_BODY[(notice.event, notice.media)],
-                data=data,
-                priority="high",
-                sound="default" if ringing else None,
-                channel_id=CALL_CHANNEL,
-                # A ring is worth nothing once the call stopped ringing.
-                ttl=int(self.settings.call_ring_timeout_seconds) if ringing else None,
-            )
-            for token in tokens
-        ]
-        await self._record(await self.sender.send(messages), "call")
+        await self._push_to_offline_devices(
+            notice.to,
+            "call",
+            title=notice.from_name,
+            body=CALL_BODY[(notice.event, notice.media)],
+            data={
+                "type": "call",
+                "event": notice.event,
+                "call_id": notice.call_id,
+                "from": notice.from_,
+                "media": notice.media,
+            },
+            priority="high",
+            sound="default" if ringing else None,
+            channel_id=CALL_CHANNEL,
+            # A ring is worth nothing once the call stopped ringing.
+            ttl=int(self.settings.call_ring_timeout_seconds) if ringing else None,
+        )
+
+    async def _push_to_offline_devices(self, user_id: str, kind: str, **fields: Any) -> None:
+        """One push per device of `user_id` with no connection (none if all are online)."""
+        tokens = await self.db.run(store.offline_tokens, user_id)
+        if tokens:
+            messages = [PushMessage(to=token, **fields) for token in tokens]
+            await self._record(await self.sender.send(messages), kind)
 
     # --- messages ------------------------------------------------------------------------
 

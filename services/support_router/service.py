@@ -36,7 +36,7 @@ from services.support_router import store
 from services.support_router.notify import Notifier
 from services.support_router.outcome import Conflict, Outcome, Rules
 from services.support_router.queue import Candidate, pick_operator
-from services.sweeps import start_with_sweep, stop_scheduler
+from services.sweeps import run_once_at, start_with_sweep, stop_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -172,15 +172,8 @@ class SupportRouter:
             self._schedule_sla(ticket_id, version, deadline)
 
     def _schedule_sla(self, ticket_id: str, version: int, deadline: datetime) -> None:
-        self.scheduler.add_job(
-            self._check_sla,
-            "date",
-            run_date=deadline,
-            args=[ticket_id, version],
-            id=f"sla:{ticket_id}:{version}",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        job_id = f"sla:{ticket_id}:{version}"
+        run_once_at(self.scheduler, job_id, deadline, self._check_sla, ticket_id, version)
 
     async def _check_sla(self, ticket_id: str, version: int) -> None:
         outcome = await self.db.run(store.check_first_response, ticket_id, version, utcnow())
@@ -189,14 +182,7 @@ class SupportRouter:
             await self.apply(outcome)
 
     def _schedule_grace(self, operator_id: str, at: datetime) -> None:
-        self.scheduler.add_job(
-            self._release_gone,
-            "date",
-            run_date=at,
-            id=f"grace:{operator_id}",
-            replace_existing=True,
-            misfire_grace_time=None,
-        )
+        run_once_at(self.scheduler, f"grace:{operator_id}", at, self._release_gone)
 
     async def _release_gone(self) -> None:
         now = utcnow()
