@@ -43,6 +43,7 @@ from bridge.wire.support import (
 from core.db import reading
 from core.ids import new_id
 from core.models import User
+from services.support_router import open_pg
 from services.support_router.outcome import Brief, Conflict, Notice, Outcome, Rules
 from services.support_router.queue import (
     RANK,
@@ -90,6 +91,10 @@ def open_ticket(
     it from there. The operator's slot is taken first and only if still free;
     the ticket's row is new, so no other change can be waiting on it."""
     ticket_id, conv_id = new_id("t_"), new_id("c_")
+    if open_pg.applies(engine):
+        return _open_in_one_statement(
+            engine, ticket_id, conv_id, user_id, subject, priority, now, rules
+        )
     with engine.begin() as conn:
         others = waiting(conn)
         chosen = None if others else _slot_on_arrival(conn, now)
@@ -143,14 +148,71 @@ def open_ticket(
             )
         conn.execute(insert(event_t), [{"ticket_id": ticket_id, "at": now, **e} for e in events])
     if chosen is not None and deadline is not None:
-        agent = Person(id=chosen.operator_id, name=chosen.name)
-        brief = Brief(ticket_id, user_id, conv_id, 2, priority, agent)
-        assigned = Outcome(
-            notices=[Notice(brief, "assigned", "routed", ((chosen.operator_id, "assigned"),))],
-            floor_changed=True,
-            deadlines=[(ticket_id, 2, deadline)],
+        return _opened_assigned(
+            ticket_id, conv_id, user_id, priority, chosen.operator_id, chosen.name, deadline
         )
-        return Opened(ticket_id, conv_id, None, assigned)
+    mine = Waiting(ticket_id, priority, now, False)
+    return _opened_queued(ticket_id, conv_id, user_id, priority, [*others, mine], now, rules)
+
+
+def _open_in_one_statement(
+    engine: Engine,
+    ticket_id: str,
+    conv_id: str,
+    user_id: str,
+    subject: str,
+    priority: Priority,
+    now: datetime,
+    rules: Rules,
+) -> Opened:
+    deadline = rules.deadline(priority, now)
+    assignee = open_pg.open_ticket(
+        engine,
+        ticket_id=ticket_id,
+        conv_id=conv_id,
+        user_id=user_id,
+        subject=subject,
+        priority=priority,
+        now=now,
+        deadline=deadline,
+    )
+    if assignee is not None:
+        return _opened_assigned(
+            ticket_id, conv_id, user_id, priority, assignee.operator_id, assignee.name, deadline
+        )
+    with reading(engine) as conn:
+        queue = waiting(conn)
+    return _opened_queued(ticket_id, conv_id, user_id, priority, queue, now, rules)
+
+
+def _opened_assigned(
+    ticket_id: str,
+    conv_id: str,
+    user_id: str,
+    priority: Priority,
+    operator_id: str,
+    name: str,
+    deadline: datetime,
+) -> Opened:
+    brief = Brief(ticket_id, user_id, conv_id, 2, priority, Person(id=operator_id, name=name))
+    assigned = Outcome(
+        notices=[Notice(brief, "assigned", "routed", ((operator_id, "assigned"),))],
+        floor_changed=True,
+        deadlines=[(ticket_id, 2, deadline)],
+    )
+    return Opened(ticket_id, conv_id, None, assigned)
+
+
+def _opened_queued(
+    ticket_id: str,
+    conv_id: str,
+    user_id: str,
+    priority: Priority,
+    queue: list[Waiting],
+    now: datetime,
+    rules: Rules,
+) -> Opened:
+    """`queue`: every waiting ticket, this one included."""
     brief = Brief(ticket_id, user_id, conv_id, 1, priority, None)
     queued = Outcome(
         notices=[Notice(brief, "queued", "new")],
@@ -158,9 +220,8 @@ def open_ticket(
         floor_changed=True,
         route=True,
     )
-    mine = Waiting(ticket_id, priority, now, False)
-    queue = queue_order([*others, mine], now, rules.aging_seconds)
-    return Opened(ticket_id, conv_id, positions(queue)[ticket_id], queued)
+    ordered = queue_order(queue, now, rules.aging_seconds)
+    return Opened(ticket_id, conv_id, positions(ordered)[ticket_id], queued)
 
 
 def _slot_on_arrival(conn: Connection, now: datetime) -> Candidate | None:
