@@ -13,4 +13,6 @@ if __name__ == "__main__":
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )

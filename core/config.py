@@ -41,6 +41,9 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # The reverse proxy's addresses: the API takes client addresses (for the
+    # login and registration limits) from their X-Forwarded-For only.
+    forwarded_allow_ips: str = "127.0.0.1"
     access_token_ttl_days: int = 30
 
     # Media limits per kind, in bytes.

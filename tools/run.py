@@ -19,6 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from core.config import DEFAULT_LIVEKIT_SECRET, get_settings
+from tools.broker import BrokerTls
 from tools.stack import Stack, StackConfig
 
 
@@ -63,6 +64,8 @@ def main() -> int:
                 else settings.livekit_api_secret
             ),
             log_level=settings.log_level,
+            mqtt_max_connections=settings.mqtt_max_connections,
+            broker_tls=BrokerTls.from_settings(settings),
         )
     )
     stopping = False

@@ -2,7 +2,9 @@
 support router instances, the presence tracker, push.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
-runs. Each process is a real OS process (the tests kill -9 them).
+runs. Each process is a real OS process (the tests kill -9 them). `PROCESSES`
+is the one list of what runs; docker-compose.yml runs the same list, with the
+same settings, and tests/unit/test_compose.py holds the two together.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +28,59 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bridge import topics
 from core.db import migrate
 from core.timefmt import to_wire, utcnow
-from tools.broker import BrokerAccounts, BrokerConfig, free_port, start_broker
+from tools.broker import (
+    DEFAULT_MAX_CONNECTIONS,
+    BrokerAccounts,
+    BrokerConfig,
+    BrokerTls,
+    free_port,
+    start_broker,
+)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ProcessKind:
+    """A kind of Python process of the system."""
+
+    # Services are named `<name>-<instance>`, which is also their MQTT client id
+    # and their status topic's level; the API is one process named `api`.
+    name: str
+    module: str  # run as `python -m <module>`
+    # The StackConfig field with how many instances run (None: exactly one).
+    # Instances of one kind share their work through `$share` subscriptions.
+    instances_field: str | None = None
+    # A service says it is online on its retained `svc/<name>/<instance>/status`
+    # and serves Prometheus metrics on METRICS_PORT; the API answers /healthz
+    # and serves /metrics on its own port.
+    is_service: bool = True
+
+
+API = ProcessKind("api", "api", is_service=False)
+PERSISTENCE = ProcessKind("persistence", "services.persistence", "persistence_instances")
+CALLSIG = ProcessKind("callsig", "services.callsig", "callsig_instances")
+SUPPORT_ROUTER = ProcessKind("support_router", "services.support_router", "router_instances")
+PRESENCE = ProcessKind("presence", "services.presence")
+PUSH = ProcessKind("push", "services.push")
+
+# Everything that runs, in start order (the API first: it provisions devices;
+# services may start in any order).
+PROCESSES: tuple[ProcessKind, ...] = (API, PERSISTENCE, CALLSIG, SUPPORT_ROUTER, PRESENCE, PUSH)
+
+# What every process's environment carries besides settings (the image sets
+# the same in docker-compose deployments).
+PROCESS_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
+
+
+@dataclass(frozen=True)
+class PlannedProcess:
+    kind: ProcessKind
+    instance: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind.name}-{self.instance}" if self.kind.is_service else self.kind.name
 
 
 @dataclass
@@ -45,6 +98,9 @@ class StackConfig:
     livekit_api_key: str = "devkey"
     livekit_api_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     log_level: str = "INFO"
+    # The broker's connection cap per listener, and its TLS listeners (if any).
+    mqtt_max_connections: int = DEFAULT_MAX_CONNECTIONS
+    broker_tls: BrokerTls | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -55,20 +111,46 @@ class StackConfig:
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
+    def instances_of(self, kind: ProcessKind) -> int:
+        if kind.instances_field is None:
+            return 1
+        return int(getattr(self, kind.instances_field))
+
+    def set_instances(self, kind: ProcessKind, count: int) -> None:
+        if kind.instances_field is None:
+            raise ValueError(f"{kind.name} runs as exactly one process")
+        setattr(self, kind.instances_field, count)
+
 
 class Stack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
         self.broker_config = BrokerConfig(
-            config.data_dir / "mosquitto", config.tcp_port, config.ws_port
+            config.data_dir / "mosquitto",
+            config.tcp_port,
+            config.ws_port,
+            max_connections=config.mqtt_max_connections,
+            tls=config.broker_tls,
         )
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        # Each service's Prometheus port, by process name ("persistence-1"); a
+        # restarted process keeps its port.
+        self.metrics_ports: dict[str, int] = {}
         self.log_dir = config.data_dir / "logs"
 
-    def env(self, instance: str = "1") -> dict[str, str]:
+    def plan(self, kinds: Sequence[ProcessKind] = PROCESSES) -> list[PlannedProcess]:
+        """Every Python process of these kinds this configuration runs, in start order."""
+        return [
+            PlannedProcess(kind, str(index))
+            for kind in kinds
+            for index in range(1, self.config.instances_of(kind) + 1)
+        ]
+
+    def settings_env(self, instance: str = "1") -> dict[str, str]:
+        """The settings the launcher gives every process (anything else comes
+        from the environment or `.env`, as for any process)."""
         c = self.config
         return {
-            **os.environ,
             "DATABASE_URL": c.database_url,
             "DATA_DIR": str(c.data_dir),
             "MQTT_HOST": "127.0.0.1",
@@ -83,45 +165,59 @@ class Stack:
             "LIVEKIT_API_SECRET": c.livekit_api_secret,
             "INSTANCE": instance,
             "LOG_LEVEL": c.log_level,
-            "PYTHONUNBUFFERED": "1",
             **c.extra_env,
         }
 
+    def process_settings(self, process: PlannedProcess) -> dict[str, str]:
+        """The settings one process gets: the common ones, and a service's own
+        metrics port."""
+        settings = self.settings_env(process.instance)
+        if process.kind.is_service:
+            if process.name not in self.metrics_ports:
+                self.metrics_ports[process.name] = free_port()
+            settings["METRICS_PORT"] = str(self.metrics_ports[process.name])
+        return settings
+
+    def env(self, instance: str = "1") -> dict[str, str]:
+        """A whole environment for a process of this system (tools included)."""
+        return {**os.environ, **PROCESS_ENVIRONMENT, **self.settings_env(instance)}
+
     # --- processes -----------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, kinds: Sequence[ProcessKind] = PROCESSES) -> None:
+        """Migrate, start the broker, then the processes (all of them, or the
+        kinds a test needs)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         migrate(self.config.database_url)
         self.broker_config.prepare(self.config.accounts)
         self.start_broker()
-        self.start_api()
-        for index in range(1, self.config.persistence_instances + 1):
-            self.start_persistence(str(index))
-        for index in range(1, self.config.callsig_instances + 1):
-            self.start_callsig(str(index))
-        for index in range(1, self.config.router_instances + 1):
-            self.start_router(str(index))
-        self.start_service("presence", "services.presence", "1")
-        self.start_service("push", "services.push", "1")
+        for process in self.plan(kinds):
+            self.start_process(process)
 
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.broker_config, self.log_dir / "broker.log")
 
-    def _spawn(self, name: str, module: str, instance: str) -> subprocess.Popen[bytes]:
-        log = (self.log_dir / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            [sys.executable, "-m", module],
+    def start_process(self, process: PlannedProcess) -> None:
+        if process.kind.is_service:
+            self._start_service(process)
+        else:
+            self.start_api()
+
+    def _spawn(self, process: PlannedProcess) -> subprocess.Popen[bytes]:
+        log = (self.log_dir / f"{process.name}.log").open("ab")
+        spawned = subprocess.Popen(
+            [sys.executable, "-m", process.kind.module],
             cwd=PROJECT_DIR,
-            env=self.env(instance),
+            env={**os.environ, **PROCESS_ENVIRONMENT, **self.process_settings(process)},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.processes[name] = process
-        return process
+        self.processes[process.name] = spawned
+        return spawned
 
     def start_api(self) -> None:
-        process = self._spawn("api", "api", "1")
+        process = self._spawn(PlannedProcess(API, "1"))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -134,18 +230,25 @@ class Stack:
         raise RuntimeError("API did not become ready")
 
     def start_persistence(self, instance: str) -> None:
-        self.start_service("persistence", "services.persistence", instance)
+        self._start_service(PlannedProcess(PERSISTENCE, instance))
 
     def start_callsig(self, instance: str) -> None:
-        self.start_service("callsig", "services.callsig", instance)
+        self._start_service(PlannedProcess(CALLSIG, instance))
 
     def start_router(self, instance: str) -> None:
-        self.start_service("support_router", "services.support_router", instance)
+        self._start_service(PlannedProcess(SUPPORT_ROUTER, instance))
 
     def start_service(self, service: str, module: str, instance: str) -> None:
+        """Start one instance of the service `service` (run as `module`)."""
+        kind = next((k for k in PROCESSES if (k.name, k.module) == (service, module)), None)
+        if kind is None or not kind.is_service:
+            raise ValueError(f"not a service of this system: {service} ({module})")
+        self._start_service(PlannedProcess(kind, instance))
+
+    def _start_service(self, process: PlannedProcess) -> None:
         started = to_wire(utcnow())
-        process = self._spawn(f"{service}-{instance}", module, instance)
-        self.wait_online(service, instance, since=started, process=process)
+        spawned = self._spawn(process)
+        self.wait_online(process.kind.name, process.instance, since=started, process=spawned)
 
     def wait_online(
         self,
