@@ -86,6 +86,9 @@ def main() -> int:
         if database_url.startswith("sqlite")
         else "PostgreSQL"
     )
+    metrics_ports = ", ".join(
+        f"{name} :{port}" for name, port in sorted(stack.metrics_ports.items())
+    )
     print(
         f"""
 Marketplace chat is running.
@@ -99,6 +102,7 @@ tools.admin create-operator --username NAME --display-name "NAME")
 {data_dir}/secrets.json; see docs/calls.md)
   Push (Expo)       {settings.expo_api_url}
   Logs              {stack.log_dir}
+  Metrics           {stack.config.api_url}/metrics; {metrics_ports}
 Watch the services:  mosquitto_sub -p {settings.mqtt_tcp_port} -u svc -P "$(python3 -c \
 'import json;print(json.load(open("{data_dir}/secrets.json"))["service"])')" -t 'svc/#' -v
 Press Ctrl-C to stop.""",
