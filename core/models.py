@@ -247,3 +247,48 @@ class CannedReply(SQLModel, table=True):
     title: str = Field(max_length=100)
     text: str = Field(max_length=4000)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class PresenceAnnouncement(SQLModel, table=True):
+    """What a user's conversation peers were last told (services/presence).
+
+    Every tracker instance sees every device announcement; changing this row
+    (a compare-and-set) is what makes one of them, and only one, tell the peers.
+    """
+
+    __tablename__ = "presence_announcement"
+
+    user_id: str = Field(primary_key=True, foreign_key="user.id", max_length=ID_LEN)
+    online: bool
+    announced_at: datetime = Field(default_factory=utcnow)
+
+
+class PushWindow(SQLModel, table=True):
+    """An open collapse window of message pushes (services/push): the messages
+    of one conversation for one user until `due_at` make one push.
+
+    The row is deleted by the instance that sends the push, in the statement
+    that reads it, so exactly one instance sends it.
+    """
+
+    __tablename__ = "push_window"
+    __table_args__ = (Index("ix_push_window_due", "due_at"),)
+
+    user_id: str = Field(primary_key=True, foreign_key="user.id", max_length=ID_LEN)
+    conv_id: str = Field(primary_key=True, foreign_key="conversation.id", max_length=ID_LEN)
+    count: int
+    # The newest message counted (by seq), as its wire JSON: the push shows it.
+    last_seq: int
+    last_message: str
+    due_at: datetime
+
+
+class PushQuota(SQLModel, table=True):
+    """Message pushes sent to a user in the minute from `period_start`: the
+    per-user limit, counted once for all push instances."""
+
+    __tablename__ = "push_quota"
+
+    user_id: str = Field(primary_key=True, foreign_key="user.id", max_length=ID_LEN)
+    period_start: datetime
+    used: int

@@ -1,6 +1,6 @@
 """Shared fixtures: a real database (SQLite or PostgreSQL, by `--db`), and the whole
 system started as real processes (broker with the project's config, API,
-persistence and callsig instances) on free ports.
+two instances of each service) on free ports.
 
 The PostgreSQL leg never skips: if no server answers, the session fails.
 """
@@ -89,6 +89,8 @@ def start_stack(
     instances: int = 2,
     callsig_instances: int = 2,
     router_instances: int = 2,
+    presence_instances: int = 2,
+    push_instances: int = 2,
     livekit: LiveKitDouble | None = None,
     **extra: str,
 ) -> Stack:
@@ -98,6 +100,8 @@ def start_stack(
         persistence_instances=instances,
         callsig_instances=callsig_instances,
         router_instances=router_instances,
+        presence_instances=presence_instances,
+        push_instances=push_instances,
         extra_env={**UNLIMITED, **extra},
     )
     if livekit is not None:
@@ -117,7 +121,14 @@ def single_stack(database_url: str, data_dir: Path, **settings: str) -> Stack:
     """One instance of each service (counts that depend on one instance are
     exact), with settings of its own."""
     return start_stack(
-        database_url, data_dir, instances=1, callsig_instances=1, router_instances=1, **settings
+        database_url,
+        data_dir,
+        instances=1,
+        callsig_instances=1,
+        router_instances=1,
+        presence_instances=1,
+        push_instances=1,
+        **settings,
     )
 
 

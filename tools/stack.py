@@ -1,5 +1,5 @@
-"""The whole system as local processes: broker, API, persistence, callsig and
-support router instances, the presence tracker, push.
+"""The whole system as local processes: broker, API, persistence, callsig,
+support router, presence tracker and push instances.
 
 Used by `./chat run` and by the integration tests, so what is tested is what
 runs. Each process is a real OS process (the tests kill -9 them). `PROCESSES`
@@ -49,7 +49,9 @@ class ProcessKind:
     name: str
     module: str  # run as `python -m <module>`
     # The StackConfig field with how many instances run (None: exactly one).
-    # Instances of one kind share their work through `$share` subscriptions.
+    # Instances of one kind share their work through `$share` subscriptions
+    # (presence instances each see every announcement and settle who acts in the
+    # database: services/presence/service.py).
     instances_field: str | None = None
     # A service says it is online on its retained `svc/<name>/<instance>/status`
     # and serves Prometheus metrics on METRICS_PORT; the API answers /healthz
@@ -61,8 +63,8 @@ API = ProcessKind("api", "api", is_service=False)
 PERSISTENCE = ProcessKind("persistence", "services.persistence", "persistence_instances")
 CALLSIG = ProcessKind("callsig", "services.callsig", "callsig_instances")
 SUPPORT_ROUTER = ProcessKind("support_router", "services.support_router", "router_instances")
-PRESENCE = ProcessKind("presence", "services.presence")
-PUSH = ProcessKind("push", "services.push")
+PRESENCE = ProcessKind("presence", "services.presence", "presence_instances")
+PUSH = ProcessKind("push", "services.push", "push_instances")
 
 # Everything that runs, in start order (the API first: it provisions devices;
 # services may start in any order).
@@ -93,6 +95,8 @@ class StackConfig:
     persistence_instances: int = 1
     callsig_instances: int = 1
     router_instances: int = 1
+    presence_instances: int = 1
+    push_instances: int = 1
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     service_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     livekit_api_key: str = "devkey"

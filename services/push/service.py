@@ -7,6 +7,14 @@ push that says how many. Who is online is checked again when the window closes
 (a user who came back meanwhile gets nothing), and at most
 `PUSH_USER_PER_MINUTE` message pushes go to one user a minute.
 
+Several instances share `push/message` (docs/architecture.md, "Push"): the
+windows and the per-user limit are kept in the database, not in a process
+(services/push/collapse.py, windows.py, quota.py), so a window collects the
+messages every instance received, is pushed once, and a window whose opener
+was killed is pushed by another instance. With a window of 0 each message is
+its own push and goes out at once, with no window written. Call and support
+pushes need nothing shared: each notice is one push.
+
 Support (the support router's events on `push/support/{uid}`): `assigned`,
 `transferred` and `closed` go to a user who is away, so "Ana will answer you
 now" reaches them like the old app's banner did.
@@ -24,7 +32,7 @@ later by an APScheduler job) are dropped.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, timedelta
+from datetime import UTC
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -40,10 +48,11 @@ from bridge.wire.support import SupportEvent
 from core import metrics
 from core.config import Settings
 from core.database import Database
-from core.ratelimit import KeyedLimit
-from services.push import store
-from services.push.collapse import Collapser, Due
+from core.timefmt import utcnow
+from services.push import quota, store
+from services.push.collapse import Collapser
 from services.push.expo import ExpoSender, SendReport
+from services.push.windows import Due
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +94,15 @@ class PushService:
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         # Accepted tickets whose receipts are still to be checked: (id, token).
         self._unchecked: list[tuple[str, str]] = []
-        self._collapser = Collapser(settings.push_message_window_seconds, self._push_due)
-        self._per_user = KeyedLimit(settings.push_user_per_minute, timedelta(minutes=1))
+        self._window = settings.push_message_window_seconds
+        self._collapser = Collapser(db, self._window, self._push_due)
         runtime.route(topics.push_call_filter(), 1, self.on_call_notice)
         runtime.route(topics.push_message(), 1, self.on_message)
         runtime.route(topics.push_support_filter(), 1, self.on_support_event)
 
     def start_background(self) -> None:
-        self.runtime.spawn(self._collapser.run(), "message-pushes")
+        if self._window > 0:
+            self.runtime.spawn(self._collapser.run(), "message-pushes")
         self.scheduler.start()
         self.scheduler.add_job(
             self._check_receipts,
@@ -179,8 +189,25 @@ class PushService:
             return
         stored = candidate.message
         offline = await self.db.run(store.offline_recipients, stored.conv_id, candidate.recipients)
-        for user_id in offline:
-            self._collapser.add(user_id, stored)
+        if not offline:
+            return
+        if self._window > 0:
+            await self._collapser.add(stored, list(offline))
+        else:
+            await self._push_now(stored, offline)
+
+    async def _push_now(self, stored: StoredMessage, offline: dict[str, list[str]]) -> None:
+        """No window: this message is one push to each offline member (just read)."""
+        allowed = await self._within_rate(offline)
+        if not allowed:
+            return
+        names = await self.db.run(store.display_names, {stored.sender_id})
+        messages = [
+            _message_push(token, Due(user_id, 1, stored), names)
+            for user_id in allowed
+            for token in offline[user_id]
+        ]
+        await self._record(await self.sender.send(messages), "message")
 
     async def _push_due(self, batch: list[Due]) -> None:
         """Windows that closed: one push each, if still wanted (the member may
@@ -202,27 +229,26 @@ class PushService:
             offline = await self.db.run(
                 store.offline_recipients, conv_id, [due.user_id for due in dues]
             )
-            for due in dues:
-                tokens = offline.get(due.user_id)
-                if not tokens or not self._within_rate(due.user_id):
-                    continue
-                last = due.last
-                body = preview(last) if due.count == 1 else f"{due.count} new messages"
-                data = {"type": "message", "conv_id": conv_id, "seq": last.seq, "count": due.count}
-                title = names.get(last.sender_id, "Someone")
-                messages += [
-                    PushMessage(to=token, title=title, body=body, data=data, sound="default")
-                    for token in tokens
-                ]
+            allowed = await self._within_rate(offline)
+            messages += [
+                _message_push(token, due, names)
+                for due in dues
+                if due.user_id in allowed
+                for token in offline[due.user_id]
+            ]
         return messages
 
-    def _within_rate(self, user_id: str) -> bool:
-        if self._per_user.hit(user_id).allowed:
-            return True
-        log.info(
-            "push to %s held back: over %d a minute", user_id, self.settings.push_user_per_minute
-        )
-        return False
+    async def _within_rate(self, offline: dict[str, list[str]]) -> set[str]:
+        """The users (with tokens) still under the per-user limit, counted for all
+        instances together; taking from the quota counts this push."""
+        wanted = [user_id for user_id, tokens in offline.items() if tokens]
+        if not wanted:
+            return set()
+        limit = self.settings.push_user_per_minute
+        allowed = await self.db.run(quota.take, wanted, limit, utcnow())
+        for user_id in set(wanted) - allowed:
+            log.info("push to %s held back: over %d a minute", user_id, limit)
+        return allowed
 
     async def _record(self, report: SendReport, kind: str) -> None:
         metrics.PUSHES.labels(kind, "accepted").inc(len(report.accepted))
@@ -239,6 +265,18 @@ class PushService:
         if dead:
             log.info("dropping %d push tokens found dead in receipts", len(dead))
             await self.db.run(store.drop_tokens, dead)
+
+
+def _message_push(token: str, due: Due, names: dict[str, str]) -> PushMessage:
+    """The push for a closed window: the message itself, or how many there were."""
+    last = due.last
+    return PushMessage(
+        to=token,
+        title=names.get(last.sender_id, "Someone"),
+        body=preview(last) if due.count == 1 else f"{due.count} new messages",
+        data={"type": "message", "conv_id": last.conv_id, "seq": last.seq, "count": due.count},
+        sound="default",
+    )
 
 
 def preview(message: StoredMessage) -> str:

@@ -123,7 +123,9 @@ async def test_an_operator_who_flaps_keeps_the_chat_one_who_stays_away_loses_it(
             assert again.agent is not None and again.agent.id == ben.user_id
 
 
-@pytest.mark.support_settings(SUPPORT_SLA_NORMAL_SECONDS="1.5")
+# The SLA leaves the second operator time to connect and be seen connected
+# (presence tracker, then router) even on a loaded machine.
+@pytest.mark.support_settings(SUPPORT_SLA_NORMAL_SECONDS="4")
 async def test_no_first_answer_within_the_sla_reassigns_and_escalates(desk_stack: Stack) -> None:
     async with (
         operator(desk_stack, "slow", capacity=1) as slow,
