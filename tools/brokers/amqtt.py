@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from argon2 import PasswordHasher
+
 from bridge import acl
 from tools.broker import free_port
 from tools.brokers.context import Target
@@ -51,9 +53,9 @@ def version() -> str:
 
 
 def password_file(path: Path, accounts: dict[str, str]) -> None:
-    from pwdlib.hashers.argon2 import Argon2Hasher  # comes with amqtt
-
-    hasher = Argon2Hasher()
+    # amqtt checks with pwdlib's Argon2 hasher, which reads the standard
+    # `$argon2id$...` strings argon2-cffi (a dependency already) writes.
+    hasher = PasswordHasher()
     path.write_text("".join(f"{user}:{hasher.hash(pw)}\n" for user, pw in accounts.items()))
 
 
