@@ -70,6 +70,8 @@ class Phase:
         self.tag = tag
         self.sends: dict[str, Sent] = {}
         self.traffic_seconds = 0.0  # how long its traffic ran
+        # Client message ids still unsettled when the phase closed.
+        self.unsettled_when_closed: set[str] = set()
         self._numbers = itertools.count()
 
     def next_client_msg_id(self) -> str:

@@ -26,6 +26,7 @@ class Options:
     down_seconds: float
     pg_outage_seconds: float
     settle_seconds: float
+    settle_max_seconds: float
     recovery_timeout: float
     persistence_instances: int
     time_limit: float
@@ -54,10 +55,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     add = parser.add_argument
     add("--connections", type=int, default=10_000, help="MQTT-over-WebSocket device connections")
     add("--devices-per-user", type=int, default=10, help="devices of each idle user")
-    add("--pairs", type=int, default=250, help="conversations carrying MQTT traffic both ways")
-    add("--http-lanes", type=int, default=10, help="conversations with a sender on HTTP")
-    add("--http-share", type=float, default=0.05, help="share of the sends made over HTTP")
-    add("--rate", type=float, default=100.0, help="total messages per second")
+    add("--pairs", type=int, default=100, help="conversations carrying MQTT traffic both ways")
+    add("--http-lanes", type=int, default=4, help="conversations with a sender on HTTP")
+    add("--http-share", type=float, default=0.2, help="share of the sends made over HTTP")
+    add("--rate", type=float, default=10.0, help="total messages per second")
     add("--duration", type=float, default=60.0, help="seconds of the load phase")
     add("--client-processes", type=int, default=2, help="worker processes holding connections")
     add(
@@ -75,6 +76,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         type=float,
         default=30.0,
         help="stop waiting for acks and deliveries after this long without any",
+    )
+    add(
+        "--settle-max-seconds",
+        type=float,
+        default=180.0,
+        help="stop waiting for acks and deliveries after this long in any case",
     )
     add("--recovery-timeout", type=float, default=120.0, help="give up on recovery after this")
     add("--persistence-instances", type=int, default=1)
@@ -103,6 +110,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         down_seconds=args.down_seconds,
         pg_outage_seconds=args.pg_outage_seconds,
         settle_seconds=args.settle_seconds,
+        settle_max_seconds=args.settle_max_seconds,
         recovery_timeout=args.recovery_timeout,
         persistence_instances=args.persistence_instances,
         time_limit=args.time_limit,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -31,6 +32,17 @@ from tools.loadtest.stored import stored_rows
 from tools.loadtest.traffic import Traffic
 
 LOST_SHOWN = 20
+# What `Runner.recount` counts again at the end of the run.
+RECOUNTED = (
+    "sent",
+    "stored",
+    "delivered",
+    "lost",
+    "duplicates",
+    "unacked",
+    "refused",
+    "lost_detail",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +51,7 @@ class Timing:
     after_seconds: float  # traffic after recovery (at least)
     recovery_timeout: float  # give up waiting for recovery after this long
     settle_seconds: float  # stop waiting for acks and deliveries after this long without any
+    settle_max_seconds: float  # and after this long in any case
 
 
 @dataclass
@@ -63,6 +76,8 @@ class PhaseResult:
     traffic_seconds: float = 0.0  # how long the phase's traffic ran
     settle_seconds: float = 0.0  # after the traffic stopped, until all was settled
     lost_detail: list[str] = field(default_factory=list)
+    # Unsettled when the phase closed, settled by the end of the run (recount).
+    late: int = 0
     fault: str = ""
 
     @property
@@ -82,18 +97,21 @@ def _describe(sent: Sent, rows: int) -> str:
     )
 
 
-async def settle(phase: Phase, ledger: Ledger, stall_seconds: float) -> float:
+async def settle(phases: list[Phase], ledger: Ledger, timing: Timing) -> float:
     """Wait until every send is refused or acknowledged and delivered; give up
-    once nothing was acknowledged or delivered for `stall_seconds` (a system
-    still draining a backlog is waited for). Returns the seconds it took."""
+    once nothing was acknowledged or delivered for `settle_seconds` (a system
+    still draining a backlog is waited for), or after `settle_max_seconds`.
+    Returns the seconds it took."""
     started = last_move = time.monotonic()
     seen = ledger.progress
     # Polled: arrivals come from many receivers; a count every 0.2 s is cheap.
-    while phase.unsettled():
+    while any(phase.unsettled() for phase in phases):
         now = time.monotonic()
         if ledger.progress != seen:
             seen, last_move = ledger.progress, now
-        elif now - last_move > stall_seconds:
+        elif now - last_move > timing.settle_seconds:
+            break
+        if now - started > timing.settle_max_seconds:
             break
         await asyncio.sleep(0.2)
     return time.monotonic() - started
@@ -178,9 +196,13 @@ class Runner:
         phase = self.ledger.open_phase(name)
         async with self._traffic(phase):
             await asyncio.gather(asyncio.sleep(seconds), during())
-        settled = await settle(phase, self.ledger, self.timing.settle_seconds)
+        return await self._settle_and_account(phase)
+
+    async def _settle_and_account(self, phase: Phase) -> PhaseResult:
+        settled = await settle([phase], self.ledger, self.timing)
         result = await account(phase, self.database_url)
         result.settle_seconds = settled
+        phase.unsettled_when_closed = {c for c, s in phase.sends.items() if not s.settled}
         return result
 
     async def fault(self, fault: Fault) -> PhaseResult:
@@ -206,15 +228,29 @@ class Runner:
                 )
             linger = ended + timing.after_seconds - time.perf_counter()
             await asyncio.sleep(max(0.0, linger))
-        settled = await settle(phase, self.ledger, timing.settle_seconds)
-        result = await account(phase, self.database_url)
-        result.settle_seconds = settled
+        result = await self._settle_and_account(phase)
         result.fault = fault.what
         result.restart_seconds = restart
         result.recovery_seconds = recovery
         result.reconnected_seconds = reconnected
         result.drops_connections = fault.drops_connections
         return result
+
+    async def recount(self, results: list[PhaseResult]) -> float:
+        """At the end of the run: give every phase's stragglers a last chance,
+        then count again. `lost` becomes what never arrived at all; `late` is
+        what was still unsettled when its phase closed and settled since."""
+        phases = self.ledger.phases
+        settled = await settle(phases, self.ledger, self.timing)
+        for index, (phase, result) in enumerate(zip(phases, results, strict=True)):
+            fresh = await account(phase, self.database_url)
+            late = sum(1 for c in phase.unsettled_when_closed if phase.sends[c].settled)
+            results[index] = dataclasses.replace(
+                result,
+                **{name: getattr(fresh, name) for name in RECOUNTED},
+                late=late,
+            )
+        return settled
 
     async def _recovery(self, watch: FreshWatch, ended: float) -> float | None:
         """Seconds from `ended` until a fresh message arrived on every path."""

@@ -42,6 +42,7 @@ class Report:
     # How late the measuring process's event loop woke during the load phase.
     generator_lag_p99_ms: float = math.nan
     generator_lag_max_ms: float = math.nan
+    final_settle_seconds: float = 0.0  # the last wait for stragglers before the recount
     load: PhaseResult | None = None
     faults: list[PhaseResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -95,14 +96,15 @@ def memory_table(report: Report) -> list[str]:
 
 FAULT_HEADER = (
     f"{'fault':<22}{'tried':>7}{'sent':>7}{'stored':>8}{'delivered':>10}{'lost':>6}"
-    f"{'dup':>5}{'unacked':>8}{'restart s':>10}{'recovery s':>11}{'conns back s':>13}"
+    f"{'dup':>5}{'unacked':>8}{'late':>6}{'restart s':>10}{'recovery s':>11}{'conns back s':>13}"
     f"{'drain s':>9}{'p50 ms':>9}"
 )
 
 
 LEGEND = (
     "sent = acknowledged as stored; lost = acknowledged but not stored, or stored but not "
-    "delivered after settling; restart = the part's start until it said it was up; "
+    "delivered, at the end of the run; late = not yet acknowledged or delivered when the "
+    "phase closed, but by the end of the run; restart = the part's start until it said it was up; "
     "recovery = fault end until a fresh message (MQTT and HTTP) reached the other member; "
     "conns back = every held connection up again (1 s resolution); drain = after the "
     "phase's traffic stopped, until every message was settled; p50 = the phase's latency, "
@@ -115,6 +117,7 @@ def fault_row(result: PhaseResult) -> str:
     return (
         f"{result.name:<22}{result.tried:>7}{result.sent:>7}{result.stored:>8}"
         f"{result.delivered:>10}{result.lost:>6}{result.duplicates:>5}{result.unacked:>8}"
+        f"{result.late:>6}"
         f"{_s(result.restart_seconds):>10}{_s(result.recovery_seconds, 'NEVER'):>11}"
         f"{reconnected:>13}{result.settle_seconds:>9.1f}{_ms(result.p50_ms):>9}"
     )
@@ -138,8 +141,8 @@ def render(report: Report) -> str:
         load = report.load
         lines.append(
             f"load phase: {load.tried} messages tried in {load.traffic_seconds:.1f} s, "
-            f"{load.sent} acknowledged, "
-            f"{load.delivered} delivered, {load.lost} lost, {load.duplicates} duplicates; "
+            f"{load.sent} acknowledged, {load.delivered} delivered, {load.lost} lost, "
+            f"{load.duplicates} duplicates, {load.late} late; "
             f"latency send -> other member (MQTT) p50 {_ms(load.p50_ms)} ms, "
             f"p99 {_ms(load.p99_ms)} ms; send -> ack p50 {_ms(load.ack_p50_ms)} ms, "
             f"p99 {_ms(load.ack_p99_ms)} ms; drained {load.settle_seconds:.1f} s after"
@@ -161,6 +164,9 @@ def render(report: Report) -> str:
             lines.append(f"lost in {result.name}: {detail}")
         if result.fault and result.recovery_seconds is None:
             lines.append(f"note: {result.name}: no fresh message made it end to end in time")
+    lines.append(
+        f"final count after waiting {report.final_settle_seconds:.1f} s more for stragglers"
+    )
     lines += [f"note: {note}" for note in report.notes]
     lines.append(f"machine at the end: load average {_load_average()}")
     lines.append(

@@ -119,11 +119,13 @@ class Suite:
                         options.after_seconds,
                         options.recovery_timeout,
                         options.settle_seconds,
+                        options.settle_max_seconds,
                     ),
                     say,
                 )
                 await self._load(runner, pool)
                 await self._faults(runner)
+                await self._recount(runner)
             say("closing the connections")
         return self.report
 
@@ -140,6 +142,15 @@ class Suite:
                 f"{pool.connected} of {pool.total} held connections up"
             )
         say(f"{established} of {population.connections} connected in {seconds:.1f} s")
+
+    async def _recount(self, runner: Runner) -> None:
+        say("final count: waiting for stragglers of every phase")
+        report = self.report
+        assert report.load is not None
+        results = [report.load, *report.faults]
+        seconds = await runner.recount(results)
+        report.load, report.faults = results[0], results[1:]
+        report.final_settle_seconds = seconds
 
     async def _faults(self, runner: Runner) -> None:
         options = self.options
