@@ -128,7 +128,9 @@ class TypingEvent(WireModel):
 
 class PushCandidate(WireModel):
     """`push/message` (services only): a stored message, and who may need a push
-    for it (the members but the sender). The push service decides who is offline."""
+    for it: the members away when it was stored (persistence reads them with the
+    store), or, where that was not looked up (a re-delivery), every member but
+    the sender. The push service decides again who is offline."""
 
     message: StoredMessage
     recipients: list[str]

@@ -47,17 +47,23 @@ def ack_for(conv_id: str, client_msg_id: str | None, outcome: Outcome) -> Ack:
 
 
 def deliver_after_commit(
-    mqtt: AsyncMqtt, message: StoredMessage, member_ids: Iterable[str]
+    mqtt: AsyncMqtt,
+    message: StoredMessage,
+    member_ids: Iterable[str],
+    away_ids: Iterable[str] | None = None,
 ) -> list[asyncio.Future[None]]:
     """Publish one committed message to every member (the sender's devices too),
-    and once to the push service, for the members who may be offline."""
+    and once to the push service, for the members who may be offline: `away_ids`
+    when the store looked them up (none: no notice at all), else every other
+    member (the push service checks)."""
     payload = message.model_dump_json().encode()
     members = list(member_ids)
     copies = [
         mqtt.publish(topics.user_conv(member, message.conv_id, UpKind.MSG), payload, qos=1)
         for member in members
     ]
-    recipients = [m for m in members if m != message.sender_id]
+    candidates = members if away_ids is None else away_ids
+    recipients = [m for m in candidates if m != message.sender_id]
     # In slices: a large group's member list would not fit one MQTT packet.
     for start in range(0, len(recipients), PUSH_RECIPIENTS_PER_NOTICE):
         candidate = PushCandidate(
@@ -71,10 +77,13 @@ def publish_ack(mqtt: AsyncMqtt, sender_id: str, ack: Ack) -> asyncio.Future[Non
     return mqtt.publish(topics.user_ack(sender_id), ack.model_dump_json().encode(), qos=1)
 
 
-def to_deliver(outcome: Outcome) -> tuple[StoredMessage, tuple[str, ...]] | None:
-    """The message and its recipients, if this outcome still needs delivering."""
+def to_deliver(
+    outcome: Outcome,
+) -> tuple[StoredMessage, tuple[str, ...], tuple[str, ...] | None] | None:
+    """The message, its recipients and those away (None: not known), if this
+    outcome still needs delivering."""
     if isinstance(outcome, Stored):
-        return outcome.message, outcome.member_ids
+        return outcome.message, outcome.member_ids, outcome.away_ids
     if isinstance(outcome, Duplicate) and outcome.redeliver_to:
-        return outcome.message, outcome.redeliver_to
+        return outcome.message, outcome.redeliver_to, None
     return None

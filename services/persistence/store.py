@@ -28,7 +28,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from bridge.wire.messaging import MediaInfo, SendMessage, StoredMessage
 from core.ids import new_id
-from core.models import Conversation, Media, Member, Message
+from core.models import Conversation, Device, Media, Member, Message
 from core.timefmt import to_wire, utcnow
 from services.persistence import store_pg
 
@@ -36,6 +36,7 @@ conversation_t = Conversation.__table__  # type: ignore[attr-defined]
 member_t = Member.__table__  # type: ignore[attr-defined]
 message_t = Message.__table__  # type: ignore[attr-defined]
 media_t = Media.__table__  # type: ignore[attr-defined]
+device_t = Device.__table__  # type: ignore[attr-defined]
 
 ORPHANED_AFTER = timedelta(seconds=1)
 # The hot path's statements, built once: constructing a statement and its cache
@@ -59,6 +60,28 @@ _MOVE_LAST_SEQ = (
 )
 _MARK_DELIVERED = update(message_t).where(message_t.c.id.in_(_IDS)).values(delivered=True)
 
+
+def _devices_of_member(*conditions: Any) -> Any:
+    return (
+        select(device_t.c.id)
+        .where(
+            device_t.c.user_id == member_t.c.user_id, device_t.c.revoked_at.is_(None), *conditions
+        )
+        .exists()
+    )
+
+
+# Members a push may be for: the conversation not muted, a push token on some
+# device, no device online. The same rule as services/push/store.py, read in the
+# storing transaction so that a message among online users costs the push
+# service nothing (no notice, no query); push checks again before it sends.
+_AWAY = select(member_t.c.conv_id, member_t.c.user_id).where(
+    member_t.c.conv_id.in_(_IDS),
+    member_t.c.muted.is_(False),
+    _devices_of_member(device_t.c.push_token.is_not(None)),
+    ~_devices_of_member(device_t.c.online.is_(True)),
+)
+
 MEDIA_KIND_FOR_MESSAGE = {"image": "image", "audio": "audio"}  # "file" takes any media
 
 
@@ -80,6 +103,9 @@ class SendItem:
 class Stored:
     message: StoredMessage
     member_ids: tuple[str, ...]
+    # Members away when it was stored (see `_AWAY`): the push service's
+    # candidates. None: not looked up, every other member is a candidate.
+    away_ids: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +150,13 @@ def stored_message(row: Any, media: MediaInfo | None) -> StoredMessage:
         client_msg_id=row.client_msg_id,
         created_at=to_wire(row.created_at),
     )
+
+
+def away_members(conn: Connection, conv_ids: Iterable[str]) -> dict[str, tuple[str, ...]]:
+    away: dict[str, list[str]] = defaultdict(list)
+    for row in conn.execute(_AWAY, {"ids": list(conv_ids)}):
+        away[row.conv_id].append(row.user_id)
+    return {conv_id: tuple(users) for conv_id, users in away.items()}
 
 
 def members_of(conn: Connection, conv_ids: Iterable[str]) -> dict[str, list[str]]:
@@ -204,7 +237,7 @@ def _store_texts_fast(
             outcomes.append(None)
             left_out.append(item)
             continue
-        seq, member_ids = stored[message_id]
+        seq, member_ids, away_ids = stored[message_id]
         message = StoredMessage(
             id=message_id,
             conv_id=item.conv_id,
@@ -217,7 +250,7 @@ def _store_texts_fast(
             client_msg_id=item.body.client_msg_id,
             created_at=to_wire(now),
         )
-        outcomes.append(Stored(message, tuple(member_ids)))
+        outcomes.append(Stored(message, tuple(member_ids), tuple(away_ids)))
     if left_out:
         # Not a member, or no such conversation: the generic path says which.
         decided = iter(_store_tx(engine, left_out, (), look_for_copies=True))
@@ -242,7 +275,9 @@ def _lock_with_members(
 def _store_in(
     conn: Connection, items: Sequence[SendItem], *, look_for_copies: bool
 ) -> list[Outcome]:
-    last_seq, members = _lock_with_members(conn, sorted({item.conv_id for item in items}))
+    conv_ids = sorted({item.conv_id for item in items})
+    last_seq, members = _lock_with_members(conn, conv_ids)
+    away = away_members(conn, conv_ids)
     earlier = _earlier_copies(conn, items) if look_for_copies else {}
     media = _media_by_id(conn, sorted({i.body.media_id for i in items if i.body.media_id}))
     reply_targets = _reply_targets(conn, items)
@@ -275,7 +310,7 @@ def _store_in(
         message = stored_message(_Row(row), media_info(media_row) if media_row else None)
         # A second copy later in this batch is a duplicate (and needs no delivery).
         earlier[key] = _Copy(message, delivered=True)
-        outcomes.append(Stored(message, tuple(members[item.conv_id])))
+        outcomes.append(Stored(message, tuple(members[item.conv_id]), away.get(item.conv_id, ())))
 
     if new_rows:
         conn.execute(_INSERT_MESSAGES, new_rows)

@@ -4,9 +4,10 @@ The generic path (store.py) takes five round trips per batch (BEGIN, lock and
 read, insert, move last_seq, COMMIT); at ~0.3 ms each on an asyncio driver
 they were most of the latency. Here one statement, in autocommit, does it all:
 check membership, lock the conversations (sorted), hand out seqs in batch order,
-insert, move `last_seq`, record deliveries, and return each stored message's seq
-and members. The invariants are those of store.py: the row lock serialises
-every writer of a conversation, so seqs stay gap-free across instances.
+insert, move `last_seq`, record deliveries, and return each stored message's seq,
+members and away members (store._AWAY's rule). The invariants are those of
+store.py: the row lock serialises every writer of a conversation, so seqs stay
+gap-free across instances.
 
 It declines (returns None, nothing written) when a batch holds media or
 replies, and fails as a whole on a re-send (the unique constraint): the caller
@@ -65,7 +66,15 @@ marked AS (
     UPDATE message SET delivered = true WHERE id = ANY(CAST(:marks AS text[]))
 )
 SELECT i.id, i.seq,
-       ARRAY(SELECT mb.user_id FROM member mb WHERE mb.conv_id = i.conv_id) AS member_ids
+       ARRAY(SELECT mb.user_id FROM member mb WHERE mb.conv_id = i.conv_id) AS member_ids,
+       ARRAY(
+           SELECT mb.user_id FROM member mb
+           WHERE mb.conv_id = i.conv_id AND NOT mb.muted
+             AND EXISTS (SELECT 1 FROM device d WHERE d.user_id = mb.user_id
+                         AND d.revoked_at IS NULL AND d.push_token IS NOT NULL)
+             AND NOT EXISTS (SELECT 1 FROM device d WHERE d.user_id = mb.user_id
+                             AND d.revoked_at IS NULL AND d.online)
+       ) AS away_ids
 FROM inserted i
 """)
 
@@ -79,9 +88,9 @@ def applies(engine: Engine, items: Sequence[Any]) -> bool:
 
 def store_texts(
     engine: Engine, items: Sequence[Any], marks: Sequence[str], now: datetime
-) -> tuple[list[str], dict[str, tuple[int, list[str]]]]:
+) -> tuple[list[str], dict[str, tuple[int, list[str], list[str]]]]:
     """Write what can be written; returns the ids given to the items, in order,
-    and {id: (seq, member ids)} for those stored. Raises IntegrityError on a
+    and {id: (seq, member ids, away member ids)} for those stored. Raises IntegrityError on a
     re-send (nothing written)."""
     ids = [new_id("m_") for _ in items]
     params = {
@@ -97,4 +106,4 @@ def store_texts(
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
         rows = conn.execute(_STORE_TEXTS, params).all()
-    return ids, {row.id: (row.seq, list(row.member_ids)) for row in rows}
+    return ids, {row.id: (row.seq, list(row.member_ids), list(row.away_ids)) for row in rows}

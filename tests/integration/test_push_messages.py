@@ -5,13 +5,16 @@ sender, not for muted conversations, and at most so many a minute."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 
 import pytest
 
-from bridge.wire.messaging import SendMessage
+from bridge import topics
+from bridge.wire.messaging import PushCandidate, SendMessage
 from chatclient import ApiError, ChatClient
-from tests.integration.call_helpers import Phone, phone
+from tests.integration.call_helpers import Phone, phone, service_watcher
+from tests.integration.test_presence import eventually_online
 from tests.integration.test_push_calls import messages_to, offline_with_token
 from tools.expo_double import ExpoDouble
 from tools.stack import Stack
@@ -63,6 +66,42 @@ async def test_no_push_to_the_online_or_to_the_sender(stack: Stack, expo: ExpoDo
         await bob.device.wait_for_message(lambda m: m.conv_id == conv)
         await quiet(expo, bob_token, 0)
         assert expo.messages_to(alice_token) == []
+
+
+async def test_the_push_service_hears_only_of_members_away(stack: Stack) -> None:
+    """Persistence names the members away (no device online, a push token, not
+    muted) when it stores a message, over MQTT and over HTTP alike: a message
+    among online users gives the push service nothing to do."""
+    api = stack.config.api_url
+    async with (
+        phone(api, "alice") as alice,
+        phone(api, "bob") as bob,
+        phone(api, "carol", devices=0) as carol,
+        phone(api, "dave", devices=0) as dave,
+        service_watcher(stack, f"push-watch-{secrets.token_hex(3)}") as watcher,
+    ):
+        await watcher.subscribe([(topics.push_message(), 1)])
+        await offline_with_token(bob, "here")  # his other device is online
+        await offline_with_token(carol, "away")
+        group = await alice.converse_with(bob, carol, dave)  # dave has no token
+        pair = await alice.converse_with(bob)
+        await eventually_online(bob)
+        await alice.device.send_text(pair, "both online, over MQTT")
+        await send_texts(alice, pair, "both online, over HTTP")
+        await alice.device.send_text(group, "to the group, over MQTT")
+        await send_texts(alice, group, "to the group, over HTTP")
+        notices: list[PushCandidate] = []
+        with contextlib.suppress(TimeoutError):
+            while True:
+                candidate = PushCandidate.model_validate_json(
+                    (await watcher.next_message(2.0)).payload
+                )
+                if candidate.message.conv_id in (group, pair):
+                    notices.append(candidate)
+        assert [(n.message.conv_id, n.recipients) for n in notices] == [
+            (group, [carol.user_id]),
+            (group, [carol.user_id]),
+        ]
 
 
 async def test_a_member_who_goes_offline_gets_pushes_from_then_on(
