@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     mqtt_host: str = "127.0.0.1"
     mqtt_tcp_port: int = 1884
     mqtt_ws_port: int = 9001
+    # The devices' WebSocket endpoint (ws_gateway/): WebSocket in, plain TCP to
+    # the broker out, because Mosquitto's own WebSocket listener polls every
+    # connection on each turn of its loop (docs/load.md). 0: devices are sent
+    # to the broker's WebSocket listener (MQTT_WS_PORT) instead.
+    mqtt_ws_gateway_port: int = Field(default=9002, ge=0)
+    mqtt_ws_gateway_bind: str = "127.0.0.1"
     # What devices are told (they may reach the broker through a proxy).
     public_mqtt_host: str = "127.0.0.1"
     public_ws_url: str = ""
@@ -158,7 +164,8 @@ class Settings(BaseSettings):
 
     @property
     def effective_ws_url(self) -> str:
-        return self.public_ws_url or f"ws://{self.public_mqtt_host}:{self.mqtt_ws_port}/mqtt"
+        port = self.mqtt_ws_gateway_port or self.mqtt_ws_port
+        return self.public_ws_url or f"ws://{self.public_mqtt_host}:{port}/mqtt"
 
 
 @lru_cache(maxsize=1)

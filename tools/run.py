@@ -53,6 +53,7 @@ def main() -> int:
             database_url=database_url,
             tcp_port=settings.mqtt_tcp_port,
             ws_port=settings.mqtt_ws_port,
+            gateway_port=settings.mqtt_ws_gateway_port or None,
             api_port=settings.api_port,
             persistence_instances=instances,
             admin_password=keys["admin"],
@@ -95,7 +96,7 @@ Marketplace chat is running.
   HTTP API + docs   {stack.config.api_url}/docs
   Operators         {stack.config.api_url}/dashboard/   (create one: .venv/bin/python -m \
 tools.admin create-operator --username NAME --display-name "NAME")
-  MQTT (WebSocket)  ws://127.0.0.1:{settings.mqtt_ws_port}/mqtt   (apps, browsers)
+  MQTT (WebSocket)  {settings.effective_ws_url}   (apps, browsers)
   MQTT (TCP)        127.0.0.1:{settings.mqtt_tcp_port}             (services, mosquitto_sub)
   Database          {db_label}
   Calls (LiveKit)   {settings.livekit_url}   (key {settings.livekit_api_key}, secret in \

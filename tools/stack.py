@@ -36,6 +36,7 @@ from tools.broker import (
     free_port,
     start_broker,
 )
+from tools.ws_gateway import gateway_settings, start_gateway
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,6 +71,9 @@ PUSH = ProcessKind("push", "services.push", "push_instances")
 # services may start in any order).
 PROCESSES: tuple[ProcessKind, ...] = (API, PERSISTENCE, CALLSIG, SUPPORT_ROUTER, PRESENCE, PUSH)
 
+# The WebSocket gateway's process name (Node, not one of PROCESSES).
+GATEWAY = "ws_gateway"
+
 # What every process's environment carries besides settings (the image sets
 # the same in docker-compose deployments).
 PROCESS_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
@@ -91,6 +95,9 @@ class StackConfig:
     database_url: str
     tcp_port: int = field(default_factory=free_port)
     ws_port: int = field(default_factory=free_port)
+    # The devices' WebSocket endpoint (tools/ws_gateway.py); None: devices are
+    # sent to the broker's own WebSocket listener (`ws_port`).
+    gateway_port: int | None = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     persistence_instances: int = 1
     callsig_instances: int = 1
@@ -160,6 +167,7 @@ class Stack:
             "MQTT_HOST": "127.0.0.1",
             "MQTT_TCP_PORT": str(c.tcp_port),
             "MQTT_WS_PORT": str(c.ws_port),
+            "MQTT_WS_GATEWAY_PORT": str(c.gateway_port or 0),
             "MQTT_ADMIN_USERNAME": c.accounts.admin_username,
             "MQTT_ADMIN_PASSWORD": c.admin_password,
             "MQTT_SERVICE_USERNAME": c.accounts.service_username,
@@ -195,11 +203,19 @@ class Stack:
         migrate(self.config.database_url)
         self.broker_config.prepare(self.config.accounts)
         self.start_broker()
+        self.start_gateway()
         for process in self.plan(kinds):
             self.start_process(process)
 
     def start_broker(self) -> None:
         self.processes["broker"] = start_broker(self.broker_config, self.log_dir / "broker.log")
+
+    def start_gateway(self) -> None:
+        """The devices' WebSocket gateway, if this configuration has one."""
+        c = self.config
+        if c.gateway_port is not None:
+            settings = gateway_settings(c.gateway_port, c.tcp_port, c.mqtt_max_connections)
+            self.processes[GATEWAY] = start_gateway(settings, self.log_dir / "ws_gateway.log")
 
     def start_process(self, process: PlannedProcess) -> None:
         if process.kind.is_service:
@@ -306,7 +322,9 @@ class Stack:
             process.wait()
 
     def stop(self) -> None:
-        # Services first, broker last, so the services can say goodbye.
-        for name in [n for n in self.processes if n != "broker"]:
+        # Services first, broker last, so the services can say goodbye; the
+        # gateway just before the broker, so the devices' Wills are published.
+        for name in [n for n in self.processes if n not in ("broker", GATEWAY)]:
             self.terminate(name)
+        self.terminate(GATEWAY)
         self.terminate("broker")

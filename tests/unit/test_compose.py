@@ -34,6 +34,7 @@ import yaml
 from core.config import Settings
 from tools.broker import command_line
 from tools.stack import PROCESS_ENVIRONMENT, PROCESSES, ProcessKind, Stack, StackConfig
+from tools.ws_gateway import gateway_settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = PROJECT_DIR / "docker-compose.yml"
@@ -294,6 +295,24 @@ def test_the_set_up_step_gets_the_settings_it_renders(compose: dict[str, Any]) -
         *(name for name in SETTINGS if name.startswith("MQTT_TLS_")),
     }
     assert wanted <= set(env)
+
+
+def test_the_websocket_gateway_runs_as_the_launcher_runs_it(compose: dict[str, Any]) -> None:
+    """Its own image (Node), the settings the launcher gives it, the broker's
+    TCP listener behind it, and the port the API tells devices about."""
+    all_services = services(compose)
+    gateway = all_services["ws-gateway"]
+    env = environment(gateway)
+    assert set(env) == set(gateway_settings(9002, 1884, 1))
+    assert env["MQTT_HOST"] in all_services and env["MQTT_WS_GATEWAY_BIND"] == "0.0.0.0"
+    assert env["MQTT_WS_GATEWAY_PORT"] == environment(all_services["api"])["MQTT_WS_GATEWAY_PORT"]
+    assert env["MQTT_TCP_PORT"] == environment(all_services["mosquitto"])["MQTT_TCP_PORT"]
+    assert gateway["depends_on"]["mosquitto"]["condition"] == "service_healthy"
+    context = PROJECT_DIR / gateway["build"]
+    dockerfile = (context / "Dockerfile").read_text()
+    assert 'CMD ["node", "gateway.mjs"]' in dockerfile and (context / "gateway.mjs").is_file()
+    assert "npm ci" in dockerfile and (context / "package-lock.json").is_file()
+    assert "/healthz" in " ".join(gateway["healthcheck"]["test"])
 
 
 # --- health, images, order ---------------------------------------------------------------

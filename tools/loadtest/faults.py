@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tools.loadtest.postgres import PrivatePostgres
-from tools.stack import Stack
+from tools.stack import GATEWAY, Stack
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,14 @@ def all_faults(
             down,
         ),
         Fault(
+            "kill-ws_gateway",
+            f"kill -9 the devices' WebSocket gateway, start it again after {down:g} s",
+            lambda: stack.kill(GATEWAY),
+            stack.start_gateway,
+            down,
+            drops_connections=True,
+        ),
+        Fault(
             "restart-broker",
             f"stop the broker (SIGTERM: it saves its state), start it after {down:g} s",
             lambda: stack.terminate("broker"),
@@ -91,6 +99,7 @@ FAULT_NAMES = (
     "kill-presence",
     "kill-push",
     "kill-api",
+    "kill-ws_gateway",
     "restart-broker",
     "kill-broker",
     "stop-postgresql",

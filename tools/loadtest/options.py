@@ -55,10 +55,10 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     add = parser.add_argument
     add("--connections", type=int, default=10_000, help="MQTT-over-WebSocket device connections")
     add("--devices-per-user", type=int, default=10, help="devices of each idle user")
-    add("--pairs", type=int, default=100, help="conversations carrying MQTT traffic both ways")
+    add("--pairs", type=int, default=250, help="conversations carrying MQTT traffic both ways")
     add("--http-lanes", type=int, default=4, help="conversations with a sender on HTTP")
-    add("--http-share", type=float, default=0.2, help="share of the sends made over HTTP")
-    add("--rate", type=float, default=10.0, help="total messages per second")
+    add("--http-share", type=float, default=0.05, help="share of the sends made over HTTP")
+    add("--rate", type=float, default=100.0, help="total messages per second")
     add("--duration", type=float, default=60.0, help="seconds of the load phase")
     add("--client-processes", type=int, default=2, help="worker processes holding connections")
     add(
