@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     # to the broker's WebSocket listener (MQTT_WS_PORT) instead.
     mqtt_ws_gateway_port: int = Field(default=9002, ge=0)
     mqtt_ws_gateway_bind: str = "127.0.0.1"
+    # Processes sharing the gateway's port: more cores, and room for more
+    # descriptors (two per device connection, in the process that holds it).
+    mqtt_ws_gateway_workers: int = Field(default=1, ge=1)
     # What devices are told (they may reach the broker through a proxy).
     public_mqtt_host: str = "127.0.0.1"
     public_ws_url: str = ""

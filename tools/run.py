@@ -54,6 +54,7 @@ def main() -> int:
             tcp_port=settings.mqtt_tcp_port,
             ws_port=settings.mqtt_ws_port,
             gateway_port=settings.mqtt_ws_gateway_port or None,
+            gateway_workers=settings.mqtt_ws_gateway_workers,
             api_port=settings.api_port,
             persistence_instances=instances,
             admin_password=keys["admin"],

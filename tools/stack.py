@@ -98,6 +98,7 @@ class StackConfig:
     # The devices' WebSocket endpoint (tools/ws_gateway.py); None: devices are
     # sent to the broker's own WebSocket listener (`ws_port`).
     gateway_port: int | None = field(default_factory=free_port)
+    gateway_workers: int = 1
     api_port: int = field(default_factory=free_port)
     persistence_instances: int = 1
     callsig_instances: int = 1
@@ -214,7 +215,9 @@ class Stack:
         """The devices' WebSocket gateway, if this configuration has one."""
         c = self.config
         if c.gateway_port is not None:
-            settings = gateway_settings(c.gateway_port, c.tcp_port, c.mqtt_max_connections)
+            settings = gateway_settings(
+                c.gateway_port, c.tcp_port, c.mqtt_max_connections, workers=c.gateway_workers
+            )
             self.processes[GATEWAY] = start_gateway(settings, self.log_dir / "ws_gateway.log")
 
     def start_process(self, process: PlannedProcess) -> None:

@@ -30,11 +30,17 @@ def node() -> str:
 
 
 def gateway_settings(
-    port: int, broker_port: int, max_connections: int, broker_host: str = "127.0.0.1"
+    port: int,
+    broker_port: int,
+    max_connections: int,
+    *,
+    workers: int = 1,
+    broker_host: str = "127.0.0.1",
 ) -> dict[str, str]:
     """The settings the gateway reads (the project's settings of those names)."""
     return {
         "MQTT_WS_GATEWAY_PORT": str(port),
+        "MQTT_WS_GATEWAY_WORKERS": str(workers),
         "MQTT_WS_GATEWAY_BIND": "127.0.0.1",
         "MQTT_HOST": broker_host,
         "MQTT_TCP_PORT": str(broker_port),

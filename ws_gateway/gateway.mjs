@@ -14,10 +14,17 @@
 //
 // Settings (environment; the project's settings of the same names, see
 // .env.example): MQTT_WS_GATEWAY_BIND, MQTT_WS_GATEWAY_PORT, MQTT_HOST,
-// MQTT_TCP_PORT, MQTT_MAX_CONNECTIONS. Devices connect to /mqtt, as on the
-// broker's own WebSocket listener. GET /healthz answers
-// {"status":"ok","connections":n}.
+// MQTT_TCP_PORT, MQTT_MAX_CONNECTIONS, MQTT_WS_GATEWAY_WORKERS. Devices connect
+// to /mqtt, as on the broker's own WebSocket listener. GET /healthz answers
+// {"status":"ok","connections":n} (n: the answering worker's).
+//
+// Workers: with MQTT_WS_GATEWAY_WORKERS above 1, that many processes share the
+// port (node:cluster), for more cores and because each connection holds two
+// descriptors here: 10,000 devices need 20,000 in one process, more than many
+// hosts allow one process. A worker that dies is replaced; killing the primary
+// ends the workers too.
 
+import cluster from "node:cluster";
 import http from "node:http";
 import net from "node:net";
 import { WebSocketServer } from "ws";
@@ -28,8 +35,10 @@ const PORT = Number(env.MQTT_WS_GATEWAY_PORT || 9002);
 const PATH = "/mqtt";
 const BROKER_HOST = env.MQTT_HOST || "127.0.0.1";
 const BROKER_PORT = Number(env.MQTT_TCP_PORT || 1883);
-// -1: no cap (as for the broker's listeners).
-const MAX_CONNECTIONS = Number(env.MQTT_MAX_CONNECTIONS || 20000);
+const WORKERS = Math.max(1, Number(env.MQTT_WS_GATEWAY_WORKERS || 1));
+// -1: no cap (as for the broker's listeners); shared out among the workers.
+const MAX_TOTAL = Number(env.MQTT_MAX_CONNECTIONS || 20000);
+const MAX_CONNECTIONS = MAX_TOTAL < 0 ? -1 : Math.ceil(MAX_TOTAL / WORKERS);
 // A frame carries an MQTT packet or a piece of one; the broker's own
 // message_size_limit still applies to what arrives.
 const MAX_FRAME_BYTES = 1 << 20;
@@ -126,12 +135,35 @@ function shutdown() {
   setTimeout(() => process.exit(0), 100).unref();
 }
 
-process.on("SIGTERM", shutdown);
-process.on("SIGINT", shutdown);
+// The primary of several workers: start them, replace one that dies, stop them all.
+function supervise() {
+  let stopping = false;
+  for (let index = 0; index < WORKERS; index += 1) cluster.fork();
+  cluster.on("exit", (worker, code, signal) => {
+    if (stopping) return;
+    console.error(`ws-gateway: worker ${worker.process.pid} ended (${signal ?? code}); replacing it`);
+    cluster.fork();
+  });
+  const stop = () => {
+    stopping = true;
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.kill("SIGTERM");
+    setTimeout(() => process.exit(0), 300).unref();
+  };
+  process.on("SIGTERM", stop);
+  process.on("SIGINT", stop);
+}
 
-server.listen(PORT, BIND, () => {
-  console.log(
-    `ws-gateway: ws://${BIND}:${PORT}${PATH} -> mqtt://${BROKER_HOST}:${BROKER_PORT}` +
-      ` (at most ${MAX_CONNECTIONS} connections)`,
-  );
-});
+if (WORKERS > 1 && cluster.isPrimary) {
+  supervise();
+} else {
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  // The primary is gone (even by kill -9): so is this worker, and its devices.
+  if (cluster.isWorker) process.on("disconnect", () => process.exit(0));
+  server.listen(PORT, BIND, () => {
+    console.log(
+      `ws-gateway: ws://${BIND}:${PORT}${PATH} -> mqtt://${BROKER_HOST}:${BROKER_PORT}` +
+        ` (at most ${MAX_CONNECTIONS} connections in process ${process.pid})`,
+    );
+  });
+}

@@ -38,9 +38,15 @@ CLOSE_TIMEOUT_SECONDS = 30.0
 log = logging.getLogger("tools.loadtest.holders")
 
 
-def raise_open_file_limit() -> int:
-    """One descriptor per connection: lift the soft limit to the hard one."""
+def raise_open_file_limit(wanted: int = 0) -> int:
+    """One descriptor per connection: lift the soft limit to the hard one, and
+    the hard one to `wanted` where this process may (root may). Returns the
+    limit now in force."""
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if wanted > hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return hard
 

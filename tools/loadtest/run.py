@@ -202,12 +202,18 @@ class Suite:
         )
 
 
-def _stack(run_dir: Path, database_url: str, expo_url: str, options: Options) -> Stack:
+def _stack(
+    run_dir: Path, database_url: str, expo_url: str, options: Options, open_files: int
+) -> Stack:
+    # Enough gateway processes that each holds its share (two descriptors a
+    # connection) within the open-file limit.
+    workers = max(1, math.ceil(2 * options.connections / max(1, open_files - 1000)))
     return Stack(
         StackConfig(
             data_dir=run_dir,
             database_url=database_url,
             persistence_instances=options.persistence_instances,
+            gateway_workers=workers,
             log_level="WARNING",
             extra_env={**GENEROUS_LIMITS, "EXPO_API_URL": expo_url},
         )
@@ -232,8 +238,10 @@ def _log_to(path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    # Before anything starts: the broker inherits the limit (one descriptor a connection).
-    limit = raise_open_file_limit()
+    # Before anything starts: the broker and the WebSocket gateway inherit the
+    # limit (the gateway holds two descriptors a connection: WebSocket and TCP).
+    wanted = 2 * options.connections + 1000
+    limit = raise_open_file_limit(wanted)
     if limit < options.connections + 1000:
         say(f"warning: open-file limit {limit} is low for {options.connections} connections")
     run_dir = Path(tempfile.mkdtemp(prefix="chat-load-"))
@@ -244,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             say(f"starting PostgreSQL and the system (logs in {run_dir / 'logs'})")
             postgres = exits.enter_context(private_postgres())
             expo = exits.enter_context(ExpoDouble())
-            stack = _stack(run_dir, postgres.url, expo.url, options)
+            stack = _stack(run_dir, postgres.url, expo.url, options, limit)
             exits.callback(stack.stop)
             stack.start()
             suite = Suite(options, stack, postgres)
