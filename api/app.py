@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         setup_logging(settings.log_level, f"api-{settings.instance}", settings.log_format)
         for problem in dashboard_problems:
             log.warning("dashboard: %s", problem)
-        engine = make_engine(settings.effective_database_url)
+        # A request waits at most 10 s for a database connection, then gets 503 busy.
+        engine = make_engine(settings.effective_database_url, pool_timeout=10.0)
         mqtt = AsyncMqtt(
             Endpoint(settings.mqtt_host, settings.mqtt_tcp_port),
             client_id=f"api-{settings.instance}",

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from bridge.provisioning import ProvisioningError
@@ -85,6 +86,16 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_down(_r: Request, exc: OperationalError) -> JSONResponse:
         log.warning("database unavailable: %s", exc.orig)
         return error_response(503, "unavailable", "the database is unavailable; retry")
+
+    @app.exception_handler(PoolTimeout)
+    async def _db_busy(_r: Request, _exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy past the pool's timeout (a burst
+        # of thousands of reconnecting devices catching up at once): say so and
+        # when to retry, rather than fail as a server error.
+        log.warning("every database connection busy; answered 503")
+        return error_response(
+            503, "busy", "the server is busy; retry shortly", {"Retry-After": "1"}
+        )
 
     @app.exception_handler(ProvisioningError)
     async def _broker_down(_r: Request, exc: ProvisioningError) -> JSONResponse:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import socket
 import threading
 from collections import deque
@@ -441,7 +442,9 @@ class AsyncMqtt:
     async def _reconnect_forever(self) -> None:
         delay = 0.1
         while not self._closing and self.refused is None:
-            await asyncio.sleep(delay)
+            # Jittered: when a broker restart drops thousands of devices at once,
+            # they must not all knock again at the same instants.
+            await asyncio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._max_backoff)
             try:
                 await self._open()

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
@@ -80,6 +81,9 @@ RECONNECT_POLL_SECONDS = 1.0  # safety net in case a disconnect/connect pair was
 # An ack normally comes within milliseconds; one this late means the send was lost.
 ACK_TIMEOUT_SECONDS = 5.0
 PRESENCE_TIMEOUT_SECONDS = 2.0
+# Catch-up after a reconnect: attempts, and the first pause (doubling, jittered).
+CATCH_UP_ATTEMPTS = 6
+CATCH_UP_FIRST_RETRY_SECONDS = 1.0
 STASH_MAX = 10_000
 ENDED_CALLS_KEPT = 1_000
 CALL_OVER = frozenset({"declined", "cancelled", "ended", "missed", "busy"})
@@ -637,6 +641,26 @@ class ChatClient:
             seen = mqtt.connect_count
             await self._after_reconnect(mqtt)
 
+    async def _catch_up_retrying(self) -> None:
+        """Catch up after a reconnect; a busy or unreachable server (thousands of
+        devices reconnect at once after a broker restart) is asked again, with
+        jittered backoff. A refusal (4xx) is not."""
+        delay = CATCH_UP_FIRST_RETRY_SECONDS
+        for attempt in range(1, CATCH_UP_ATTEMPTS + 1):
+            try:
+                await self.catch_up()
+                return
+            except (ApiError, httpx.HTTPError, ValidationError, KeyError) as error:
+                final = attempt == CATCH_UP_ATTEMPTS or (
+                    isinstance(error, ApiError) and error.status < 500
+                )
+                if final:
+                    log.warning("%s: catch-up after reconnect failed: %r", self.device_id, error)
+                    return
+                log.info("%s: catch-up attempt %d failed: %r", self.device_id, attempt, error)
+            await asyncio.sleep(random.uniform(delay / 2, delay))
+            delay *= 2
+
     @staticmethod
     async def _next_connect(mqtt: AsyncMqtt) -> None:
         await mqtt.disconnected.wait()
@@ -651,10 +675,7 @@ class ChatClient:
         if resent:
             log.info("%s: re-sent %d unacked messages", self.device_id, resent)
         if self.http is not None:
-            try:
-                await self.catch_up()
-            except (ApiError, httpx.HTTPError, ValidationError, KeyError) as error:
-                log.warning("%s: catch-up after reconnect failed: %s", self.device_id, error)
+            await self._catch_up_retrying()
         self._recovered += 1
         signal, self._recovered_signal = self._recovered_signal, asyncio.Event()
         signal.set()

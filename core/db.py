@@ -31,9 +31,13 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engine:
+def make_engine(
+    url: str, *, pool_size: int = 5, pre_ping: bool = True, pool_timeout: float = 30.0
+) -> Engine:
     """`pre_ping` tests each pooled connection before use (a round trip): right
-    for the API, wasted on a service that retries failed batches anyway."""
+    for the API, wasted on a service that retries failed batches anyway.
+    `pool_timeout`: how long a caller waits for a pooled connection before
+    sqlalchemy's TimeoutError (the API answers it 503 busy)."""
     url = normalise_url(url)
     if is_sqlite(url):
         path = url.removeprefix("sqlite:///")
@@ -42,7 +46,13 @@ def make_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Engin
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         _tune_sqlite(engine)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=pre_ping,
+        pool_timeout=pool_timeout,
+    )
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+import psutil  # type: ignore[import-untyped]
+
 from tools.bench_support import percentile
 from tools.expo_double import ExpoDouble
 from tools.loadtest.api import ApiClients
@@ -35,7 +37,7 @@ from tools.loadtest.provision import PROVISIONING_TIMEOUT_SECONDS, Population, P
 from tools.loadtest.report import Connections, Provisioning, Report, render
 from tools.loadtest.traffic import SEND_TIMEOUT_SECONDS, Traffic
 from tools.loadtest.usage import CpuMeter, LoopLag, memory, peak
-from tools.stack import Stack, StackConfig
+from tools.stack import GATEWAY, Stack, StackConfig
 
 SAMPLE_SECONDS = 5.0  # memory samples during the load phase
 HOLDERS_READY_TIMEOUT = 1800.0  # connecting 10,000 took minutes on a busy 2-core machine
@@ -68,6 +70,12 @@ class Suite:
 
     def pids(self, pool: HolderPool | None = None) -> dict[str, int]:
         found = {name: process.pid for name, process in self.stack.processes.items()}
+        # The gateway's workers hold its connections: counted as the gateway.
+        gateway = self.stack.processes.get(GATEWAY)
+        if gateway is not None:
+            with contextlib.suppress(psutil.Error):
+                for worker in psutil.Process(gateway.pid).children():
+                    found[f"{GATEWAY}/{worker.pid}"] = worker.pid
         found["loadtest"] = os.getpid()
         if pool is not None:
             found.update(pool.pids)

@@ -46,8 +46,13 @@ def postgres_pss(postmaster_pid: int) -> int | None:
 
 
 def memory(pids: dict[str, int], postmaster_pid: int | None) -> dict[str, int]:
-    """{name: bytes} of the processes still alive; "postgresql" is PSS (see above)."""
-    found = {name: rss for name, pid in pids.items() if (rss := _rss(pid)) is not None}
+    """{name: bytes} of the processes still alive; "postgresql" is PSS (see above).
+    Names with a slash ("ws_gateway/123", a worker) count toward the part before it."""
+    found: dict[str, int] = {}
+    for name, pid in pids.items():
+        if (rss := _rss(pid)) is not None:
+            group = name.split("/", 1)[0]
+            found[group] = found.get(group, 0) + rss
     if postmaster_pid is not None and (pss := postgres_pss(postmaster_pid)) is not None:
         found["postgresql"] = pss
     return found
