@@ -262,6 +262,10 @@ class ChatHttp:
     async def set_operator_status(self, status: str) -> dict[str, Any]:
         return await self._json("PUT", "/v1/support/operators/me/status", json={"status": status})
 
+    async def operator_me(self) -> dict[str, Any]:
+        """This operator's status, connection and load, as the router sees them."""
+        return await self._json("GET", "/v1/support/operators/me")
+
     async def support_overview(self) -> dict[str, Any]:
         return await self._json("GET", "/v1/support/overview")
 

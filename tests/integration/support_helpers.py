@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -91,6 +92,7 @@ async def operator(
         client = ChatClient(creds, session.user_id, http=http)
         if connect:
             await client.connect()
+            await _until_connected(http)
         try:
             if status != "offline":
                 await http.set_operator_status(status)
@@ -98,6 +100,17 @@ async def operator(
         finally:
             if client.connected:
                 await client.close()
+
+
+async def _until_connected(http: ChatHttp, timeout: float = 10.0) -> None:
+    """The router learns of a connection from the device's presence, a moment
+    after the connect: a test that transfers to this operator at once would race it."""
+    step = 0.02
+    for _ in range(int(timeout / step)):
+        if (await http.operator_me())["connected"]:
+            return
+        await asyncio.sleep(step)
+    raise AssertionError(f"the router did not see the operator connect within {timeout} s")
 
 
 def desk(ticket_id: str, event: str) -> Callable[[Event], bool]:
