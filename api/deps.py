@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -56,13 +56,13 @@ def get_state(request: Request) -> AppState:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
-
-def get_session(state: StateDep) -> Iterator[Session]:
-    with Session(state.engine) as session:
-        yield session
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
+# Routes open their own database session (`with Session(state.engine)`) and
+# close it before they return. A session given by a dependency with `yield`
+# stays open until the response is sent, and FastAPI serializes a plain `def`
+# route's answer on a worker thread: under a burst (thousands of devices
+# catching up after a broker restart), every worker thread waited for a pooled
+# connection while every connection waited for a worker thread to finish its
+# answer, and the API answered nothing but 503 for minutes.
 
 
 def get_current_user(request: Request, state: StateDep) -> User:

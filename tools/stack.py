@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -36,6 +35,7 @@ from tools.broker import (
     free_port,
     start_broker,
 )
+from tools.health import wait_healthy
 from tools.ws_gateway import gateway_settings, start_gateway
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -77,6 +77,7 @@ GATEWAY = "ws_gateway"
 # What every process's environment carries besides settings (the image sets
 # the same in docker-compose deployments).
 PROCESS_ENVIRONMENT = {"PYTHONUNBUFFERED": "1"}
+API_READY_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -241,16 +242,8 @@ class Stack:
 
     def start_api(self) -> None:
         process = self._spawn(PlannedProcess(API, "1"))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"API exited; see {self.log_dir / 'api.log'}")
-            try:
-                if httpx.get(f"{self.config.api_url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.05)
-        raise RuntimeError("API did not become ready")
+        url = f"{self.config.api_url}/healthz"
+        wait_healthy(process, url, API_READY_SECONDS, "the API", self.log_dir / "api.log")
 
     def start_persistence(self, instance: str) -> None:
         self._start_service(PlannedProcess(PERSISTENCE, instance))

@@ -10,10 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-import httpx
+from tools.health import wait_healthy
 
 GATEWAY_DIR = Path(__file__).resolve().parent.parent / "ws_gateway"
 SCRIPT = GATEWAY_DIR / "gateway.mjs"
@@ -60,14 +59,5 @@ def start_gateway(settings: dict[str, str], log_path: Path) -> subprocess.Popen[
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{settings['MQTT_WS_GATEWAY_PORT']}/healthz"
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the WebSocket gateway exited; see {log_path}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"the WebSocket gateway did not start; see {log_path}")
+    wait_healthy(process, url, READY_SECONDS, "the WebSocket gateway", log_path)
+    return process

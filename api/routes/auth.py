@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, status
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from api.deps import SessionDep, StateDep
+from api.deps import StateDep
 from api.errors import ApiError
 from api.limits import RegistrationLimit, client_address, limit_login
 from api.schemas import LoginIn, RegisterIn, SessionOut
@@ -33,33 +33,38 @@ def _issue_token(session: Session, user_id: str, ttl_days: int) -> str:
 
 
 @router.post("/register", status_code=status.HTTP_201_CREATED)
-def register(
-    body: RegisterIn, session: SessionDep, state: StateDep, _limit: RegistrationLimit
-) -> SessionOut:
-    if session.exec(select(User).where(User.username == body.username)).first():
-        raise ApiError(409, "username_taken", "that username is taken")
-    user = User(
-        id=new_id("u_"),
-        username=body.username,
-        display_name=body.display_name,
-        password_hash=hash_password(body.password),
-    )
-    session.add(user)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise ApiError(409, "username_taken", "that username is taken") from None
-    token = _issue_token(session, user.id, state.settings.access_token_ttl_days)
-    session.commit()
-    return SessionOut(user_id=user.id, access_token=token)
+def register(body: RegisterIn, state: StateDep, _limit: RegistrationLimit) -> SessionOut:
+    # Hashing is slow on purpose: done before a database connection is taken.
+    password_hash = hash_password(body.password)
+    with Session(state.engine) as session:
+        if session.exec(select(User).where(User.username == body.username)).first():
+            raise ApiError(409, "username_taken", "that username is taken")
+        user = User(
+            id=new_id("u_"),
+            username=body.username,
+            display_name=body.display_name,
+            password_hash=password_hash,
+        )
+        session.add(user)
+        try:
+            session.flush()
+        except IntegrityError:
+            raise ApiError(409, "username_taken", "that username is taken") from None
+        token = _issue_token(session, user.id, state.settings.access_token_ttl_days)
+        session.commit()
+        return SessionOut(user_id=user.id, access_token=token)
 
 
 @router.post("/login")
-def login(body: LoginIn, session: SessionDep, state: StateDep, request: Request) -> SessionOut:
+def login(body: LoginIn, state: StateDep, request: Request) -> SessionOut:
     limit_login(state, client_address(request), body.username)
-    user = session.exec(select(User).where(User.username == body.username)).first()
-    if not verify_password(user.password_hash if user else None, body.password) or user is None:
+    with Session(state.engine) as session:
+        user = session.exec(select(User).where(User.username == body.username)).first()
+        user_id, password_hash = (user.id, user.password_hash) if user else (None, None)
+    # Checked with no database connection held: verifying is slow on purpose.
+    if not verify_password(password_hash, body.password) or user_id is None:
         raise ApiError(401, "invalid_credentials", "wrong username or password")
-    token = _issue_token(session, user.id, state.settings.access_token_ttl_days)
-    session.commit()
-    return SessionOut(user_id=user.id, access_token=token)
+    with Session(state.engine) as session:
+        token = _issue_token(session, user_id, state.settings.access_token_ttl_days)
+        session.commit()
+    return SessionOut(user_id=user_id, access_token=token)

@@ -12,8 +12,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from sqlalchemy import ColumnElement, and_, func, or_, select, update
+from sqlmodel import Session
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, StateDep
 from api.errors import ApiError
 from api.schemas import CallList, CallOut, CallRecordingOut, CallsSeenIn, MissedCount
 from core.models import Call
@@ -62,7 +63,7 @@ def _call_out(row: Any, user_id: str) -> CallOut:
     )
 
 
-def _missed_unseen(session: SessionDep, user_id: str) -> int:
+def _missed_unseen(session: Session, user_id: str) -> int:
     query = select(func.count()).where(_missed_for(user_id), call_t.c.seen_at.is_(None))
     return int(session.connection().execute(query).scalar_one())
 
@@ -70,40 +71,42 @@ def _missed_unseen(session: SessionDep, user_id: str) -> int:
 @router.get("")
 def list_calls(
     user: CurrentUser,
-    session: SessionDep,
+    state: StateDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before: Annotated[str | None, Query(description="a call id: calls older than it")] = None,
 ) -> CallList:
-    conn = session.connection()
-    mine = or_(call_t.c.caller_id == user.id, call_t.c.callee_id == user.id)
-    query = select(call_t).where(mine)
-    if before is not None:
-        cursor = conn.execute(
-            select(call_t.c.created_at, call_t.c.id).where(call_t.c.id == before, mine)
-        ).one_or_none()
-        if cursor is None:
-            raise ApiError(404, "unknown_call", f"no call {before} of yours")
-        query = query.where(
-            or_(
-                call_t.c.created_at < cursor.created_at,
-                and_(call_t.c.created_at == cursor.created_at, call_t.c.id < cursor.id),
+    with Session(state.engine) as session:
+        conn = session.connection()
+        mine = or_(call_t.c.caller_id == user.id, call_t.c.callee_id == user.id)
+        query = select(call_t).where(mine)
+        if before is not None:
+            cursor = conn.execute(
+                select(call_t.c.created_at, call_t.c.id).where(call_t.c.id == before, mine)
+            ).one_or_none()
+            if cursor is None:
+                raise ApiError(404, "unknown_call", f"no call {before} of yours")
+            query = query.where(
+                or_(
+                    call_t.c.created_at < cursor.created_at,
+                    and_(call_t.c.created_at == cursor.created_at, call_t.c.id < cursor.id),
+                )
             )
+        rows = conn.execute(
+            query.order_by(call_t.c.created_at.desc(), call_t.c.id.desc()).limit(limit)
+        ).all()
+        return CallList(
+            calls=[_call_out(row, user.id) for row in rows],
+            missed_unseen=_missed_unseen(session, user.id),
         )
-    rows = conn.execute(
-        query.order_by(call_t.c.created_at.desc(), call_t.c.id.desc()).limit(limit)
-    ).all()
-    return CallList(
-        calls=[_call_out(row, user.id) for row in rows],
-        missed_unseen=_missed_unseen(session, user.id),
-    )
 
 
 @router.post("/seen")
-def mark_seen(body: CallsSeenIn, user: CurrentUser, session: SessionDep) -> MissedCount:
+def mark_seen(body: CallsSeenIn, user: CurrentUser, state: StateDep) -> MissedCount:
     """Mark missed calls seen (the listed ones, or all); returns the new badge count."""
-    where = [_missed_for(user.id), call_t.c.seen_at.is_(None)]
-    if body.call_ids is not None:
-        where.append(call_t.c.id.in_(body.call_ids))
-    session.connection().execute(update(call_t).where(*where).values(seen_at=utcnow()))
-    session.commit()
-    return MissedCount(missed_unseen=_missed_unseen(session, user.id))
+    with Session(state.engine) as session:
+        where = [_missed_for(user.id), call_t.c.seen_at.is_(None)]
+        if body.call_ids is not None:
+            where.append(call_t.c.id.in_(body.call_ids))
+        session.connection().execute(update(call_t).where(*where).values(seen_at=utcnow()))
+        session.commit()
+        return MissedCount(missed_unseen=_missed_unseen(session, user.id))

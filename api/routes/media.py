@@ -16,9 +16,10 @@ from typing import Annotated
 from fastapi import APIRouter, File, Request, UploadFile, status
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import and_, exists, select
+from sqlmodel import Session
 from starlette.responses import Response
 
-from api.deps import CurrentUser, SessionDep, StateDep
+from api.deps import CurrentUser, StateDep
 from api.errors import ApiError
 from api.media.probe import MediaLimits, MediaRejected, probe_file
 from api.media.storage import MediaNotFound, temp_dir
@@ -54,7 +55,6 @@ def upload(
     request: Request,
     user: CurrentUser,
     state: StateDep,
-    session: SessionDep,
 ) -> MediaOut:
     limits = _limits(state)
     declared = int(request.headers.get("content-length") or 0)
@@ -84,9 +84,11 @@ def upload(
         height=probe.height,
         duration_ms=probe.duration_ms,
     )
-    session.add(media)
-    session.commit()
-    return MediaOut(kind=media.kind, **media_info(media).model_dump())
+    out = MediaOut(kind=media.kind, **media_info(media).model_dump())
+    with Session(state.engine) as session:
+        session.add(media)
+        session.commit()
+    return out
 
 
 def _copy_capped(file: UploadFile, target: Path, cap: int) -> int:
@@ -101,13 +103,15 @@ def _copy_capped(file: UploadFile, target: Path, cap: int) -> int:
 
 
 @router.get("/{media_id}")
-def download(media_id: str, user: CurrentUser, state: StateDep, session: SessionDep) -> Response:
+def download(media_id: str, user: CurrentUser, state: StateDep) -> Response:
     not_found = ApiError(404, "not_found", "no such media")
     if not is_valid_id(media_id):
         raise not_found
-    media = session.get(Media, media_id)
-    if media is None or not _may_read(session, media, user.id):
-        raise not_found
+    # The connection is returned before the file is sent: a download may be slow.
+    with Session(state.engine) as session:
+        media = session.get(Media, media_id)
+        if media is None or not _may_read(session, media, user.id):
+            raise not_found
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     try:
         local = state.storage.path(media.storage_key)
@@ -119,7 +123,7 @@ def download(media_id: str, user: CurrentUser, state: StateDep, session: Session
     return StreamingResponse(stream, media_type=media.mime, headers=headers)
 
 
-def _may_read(session: SessionDep, media: Media, user_id: str) -> bool:
+def _may_read(session: Session, media: Media, user_id: str) -> bool:
     if media.uploader_id == user_id:
         return True
     shared_with_me = select(

@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, and_, select
+from sqlmodel import Session
 
-from api.deps import AppState, CurrentUser, SessionDep, StateDep
+from api.deps import AppState, CurrentUser, StateDep
 from api.errors import ApiError
 from api.schemas import MessageList, SyncConversation, SyncIn, SyncOut
 from bridge.wire.messaging import SendMessage, StoredMessage
@@ -47,25 +48,26 @@ def require_member(conn: Connection, conv_id: str, user_id: str) -> Any:
 def history(
     conv_id: str,
     user: CurrentUser,
-    session: SessionDep,
+    state: StateDep,
     after_seq: Annotated[int | None, Query(ge=0)] = None,
     before_seq: Annotated[int | None, Query(ge=1)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> MessageList:
     """Ascending by seq. With `before_seq`: the `limit` just before it; with only
     `after_seq`: the `limit` just after it; with neither: the newest `limit`."""
-    conn = session.connection()
-    require_member(conn, conv_id, user.id)
-    where = [message_t.c.conv_id == conv_id]
-    if after_seq is not None:
-        where.append(message_t.c.seq > after_seq)
-    if before_seq is not None:
-        where.append(message_t.c.seq < before_seq)
-    newest_first = before_seq is not None or after_seq is None
-    messages = store.load_messages(conn, and_(*where), order_desc=newest_first, limit=limit)
-    if newest_first:
-        messages.reverse()
-    return MessageList(messages=messages)
+    with Session(state.engine) as session:
+        conn = session.connection()
+        require_member(conn, conv_id, user.id)
+        where = [message_t.c.conv_id == conv_id]
+        if after_seq is not None:
+            where.append(message_t.c.seq > after_seq)
+        if before_seq is not None:
+            where.append(message_t.c.seq < before_seq)
+        newest_first = before_seq is not None or after_seq is None
+        messages = store.load_messages(conn, and_(*where), order_desc=newest_first, limit=limit)
+        if newest_first:
+            messages.reverse()
+        return MessageList(messages=messages)
 
 
 @router.post("/conversations/{conv_id}/messages", status_code=status.HTTP_201_CREATED)
@@ -104,39 +106,40 @@ async def send_over_http(
 
 
 @router.post("/sync")
-def sync(body: SyncIn, user: CurrentUser, session: SessionDep) -> SyncOut:
+def sync(body: SyncIn, user: CurrentUser, state: StateDep) -> SyncOut:
     """Everything the caller missed, for all their conversations, in one answer.
 
     `known` maps conversation id to the last seq the client has; conversations
     it does not list count as 0. Only conversations with something new come back,
     each with up to `limit` messages after the known seq (`has_more` if cut).
     """
-    conn = session.connection()
-    rows = conn.execute(
-        select(conversation_t, member_t.c.last_read_seq)
-        .join(member_t, member_t.c.conv_id == conversation_t.c.id)
-        .where(member_t.c.user_id == user.id)
-    ).all()
-    behind = [row for row in rows if row.last_seq > body.known.get(row.id, 0)]
-    members = store.members_of(conn, [row.id for row in behind])
-    result = []
-    for row in behind:
-        since = body.known.get(row.id, 0)
-        messages = store.load_messages(
-            conn,
-            and_(message_t.c.conv_id == row.id, message_t.c.seq > since),
-            limit=body.limit,
-        )
-        result.append(
-            SyncConversation(
-                conv_id=row.id,
-                kind=row.kind,
-                member_ids=sorted(members.get(row.id, [])),
-                title=row.title,
-                last_seq=row.last_seq,
-                read_seq=row.last_read_seq,
-                messages=messages,
-                has_more=row.last_seq - since > len(messages),
+    with Session(state.engine) as session:
+        conn = session.connection()
+        rows = conn.execute(
+            select(conversation_t, member_t.c.last_read_seq)
+            .join(member_t, member_t.c.conv_id == conversation_t.c.id)
+            .where(member_t.c.user_id == user.id)
+        ).all()
+        behind = [row for row in rows if row.last_seq > body.known.get(row.id, 0)]
+        members = store.members_of(conn, [row.id for row in behind])
+        result = []
+        for row in behind:
+            since = body.known.get(row.id, 0)
+            messages = store.load_messages(
+                conn,
+                and_(message_t.c.conv_id == row.id, message_t.c.seq > since),
+                limit=body.limit,
             )
-        )
-    return SyncOut(conversations=result)
+            result.append(
+                SyncConversation(
+                    conv_id=row.id,
+                    kind=row.kind,
+                    member_ids=sorted(members.get(row.id, [])),
+                    title=row.title,
+                    last_seq=row.last_seq,
+                    read_seq=row.last_read_seq,
+                    messages=messages,
+                    has_more=row.last_seq - since > len(messages),
+                )
+            )
+        return SyncOut(conversations=result)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
+import httpx
 import pytest
 
 from chatclient import ChatClient, ChatHttp, MessageEvent
@@ -90,3 +91,24 @@ async def test_a_device_that_was_never_online_catches_up_with_sync(stack: Stack)
             client.seed(conv, 1)
             assert await client.catch_up() == 3
             assert await message_seqs(client, 3) == [2, 3, 4]
+
+
+async def test_a_burst_of_catch_ups_is_answered_not_starved(stack: Stack) -> None:
+    """Many more catch-ups at once than the API has database connections and
+    worker threads (devices back after a broker restart): every one is answered.
+    A session held until the answer is written starved the worker threads: the
+    burst was answered 503 until the pool's timeout, then again and again."""
+    api = stack.config.api_url
+    me, other = register(api, "me"), register(api, "other")
+    conv = me.conversation(other)
+    _send(other, conv, 3)
+    burst = 200  # the API: 40 worker threads, 10 pooled connections
+    async with httpx.AsyncClient(
+        base_url=api, headers=me.headers, timeout=60, limits=httpx.Limits(max_connections=burst)
+    ) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/sync", json={"known": {}}) for _ in range(burst))
+        )
+    statuses = sorted({answer.status_code for answer in answers})
+    assert statuses == [200], [a.text for a in answers if a.status_code != 200][:3]
+    assert all(len(a.json()["conversations"][0]["messages"]) == 3 for a in answers)
