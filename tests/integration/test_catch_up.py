@@ -112,3 +112,75 @@ async def test_a_burst_of_catch_ups_is_answered_not_starved(stack: Stack) -> Non
     statuses = sorted({answer.status_code for answer in answers})
     assert statuses == [200], [a.text for a in answers if a.status_code != 200][:3]
     assert all(len(a.json()["conversations"][0]["messages"]) == 3 for a in answers)
+
+
+class ApiRelay:
+    """A TCP relay to the API that can be cut: `cut()` ends every open
+    connection and closes new ones at once (to a client the API is unreachable,
+    as on a flaky network); otherwise bytes go to the real API unchanged."""
+
+    def __init__(self, api_url: str) -> None:
+        target = httpx.URL(api_url)
+        self.target = (target.host, target.port)
+        self.down = False
+        self.refused = asyncio.Event()
+        self.passed = 0
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> str:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.cut()
+        assert self._server is not None
+        self._server.close()
+
+    def cut(self) -> None:
+        self.down = True
+        for writer in self._open:
+            writer.transport.abort()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.down:
+            self.refused.set()
+            writer.transport.abort()
+            return
+        self.passed += 1
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._open.update((writer, up_writer))
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await source.read(65536):
+                    sink.write(chunk)
+                    await sink.drain()
+            except ConnectionError:
+                pass
+            finally:
+                sink.transport.abort()
+                self._open.discard(sink)
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def test_a_catch_up_that_fails_after_a_reconnect_is_asked_again(stack: Stack) -> None:
+    api = stack.config.api_url
+    alice = register(api, "alice")
+    relay = ApiRelay(api)
+    async with relay as relay_url, ChatHttp(relay_url) as http:
+        bob = await http.register(f"bob_{secrets.token_hex(4)}", "correct horse", "Bob")
+        conv = alice.conversation(bob.user_id)
+        creds = await http.create_device("ios")
+        async with ChatClient(creds, bob.user_id, http=http) as client:
+            relay.cut()
+            client.drop()
+            await asyncio.to_thread(_send, alice, conv, 2)
+            await asyncio.wait_for(relay.refused.wait(), 10)  # the first catch-up failed
+            passed = relay.passed
+            relay.down = False
+            await client.wait_reconnected(20)
+            assert relay.passed > passed  # asked again, and answered
+            assert await message_seqs(client, 2) == [1, 2]

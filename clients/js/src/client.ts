@@ -25,13 +25,13 @@ import type { IClientOptions, IClientPublishOptions, MqttClient } from "mqtt";
 import { EndedCalls } from "./calls.js";
 import { Delivery } from "./delivery.js";
 import { TypedEmitter } from "./emitter.js";
-import { NotAuthorizedError, NotConnectedError, PublishRefusedError } from "./errors.js";
+import { ApiError, NotAuthorizedError, NotConnectedError, PublishRefusedError } from "./errors.js";
 import type { ChatHttp } from "./http.js";
 import { newId } from "./ids.js";
 import { Outbox } from "./outbox.js";
 import { SupportVersions } from "./support.js";
 import * as topics from "./topics.js";
-import { withContext, withTimeout } from "./util.js";
+import { sleep, withContext, withTimeout } from "./util.js";
 import type {
   Ack,
   CallEvent,
@@ -53,6 +53,11 @@ import type {
 const SESSION_EXPIRY_SECONDS = 7 * 24 * 3600; // as the Python client
 const ONLINE = JSON.stringify({ online: true });
 const OFFLINE = JSON.stringify({ online: false });
+// Catch-up after a reconnect: thousands of devices come back at once after a
+// broker restart, and a busy server answers 503; each asks again later, with
+// jittered doubling waits (as the Python client).
+const CATCH_UP_ATTEMPTS = 6;
+const CATCH_UP_FIRST_RETRY_MS = 1000;
 
 /** A read receipt: `user_id` has read `conv_id` up to `seq`. */
 export interface ReadReceipt extends ReadEvent {
@@ -473,14 +478,27 @@ export class ChatClient extends TypedEmitter<ChatClientEvents> {
     }).catch(() => undefined);
     const resent = this.outbox.resendAll();
     let caughtUp = 0;
-    if (this.http !== undefined) {
-      try {
-        caughtUp = await this.catchUp();
-      } catch (error) {
-        this.emit("error", withContext(error, "catch-up after reconnect failed"));
-      }
-    }
+    if (this.http !== undefined) caughtUp = await this.catchUpRetrying(client);
     this.emit("recovered", { resent, caughtUp });
+  }
+
+  /** Catch up, asking again after a 5xx or a network failure; never after a
+   * refusal (4xx), nor once this connection was replaced or closed. */
+  private async catchUpRetrying(client: MqttClient): Promise<number> {
+    let delay = CATCH_UP_FIRST_RETRY_MS;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.catchUp();
+      } catch (error) {
+        const refused = error instanceof ApiError && error.status < 500;
+        if (refused || attempt === CATCH_UP_ATTEMPTS || this.client !== client) {
+          this.emit("error", withContext(error, "catch-up after reconnect failed"));
+          return 0;
+        }
+      }
+      await sleep(delay / 2 + (Math.random() * delay) / 2);
+      delay *= 2;
+    }
   }
 
   private onMqttError(client: MqttClient, error: Error): void {

@@ -28,3 +28,8 @@ export function withContext(error: unknown, context: string): Error {
   }
   return new Error(`${context}: ${String(error)}`);
 }
+
+/** Resolves after `ms` milliseconds. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -2,10 +2,11 @@
 /** Network losses: catch-up, outbox re-sends, Last Will presence, revoked devices. */
 
 import assert from "node:assert/strict";
+import net from "node:net";
 import { test } from "node:test";
 
-import { ChatClient, NotAuthorizedError, newId } from "../dist/index.js";
-import { newUser, online, pair, record, sleep, until } from "./helpers.mjs";
+import { ChatClient, ChatHttp, NotAuthorizedError, newId } from "../dist/index.js";
+import { API_URL, PASSWORD, newUser, online, pair, record, sleep, until } from "./helpers.mjs";
 
 const PRESENCE_DEBOUNCE_MS = 2_000; // the test system's PRESENCE_OFFLINE_DEBOUNCE_SECONDS
 
@@ -68,6 +69,69 @@ test("catch-up over HTTP brings what the broker did not keep", async (t) => {
   const live = bob.waitFor("message", (m) => m.seq === 5);
   await sendOverHttp(a, convId, 1);
   await live;
+});
+
+/**
+ * A TCP relay to the API that can be cut: `cut()` ends every open connection
+ * and closes new ones at once (to a client, the API is unreachable); otherwise
+ * the bytes go to the real API unchanged.
+ */
+async function apiRelay() {
+  const target = new URL(API_URL);
+  /** @type {Set<net.Socket>} */
+  const open = new Set();
+  let down = false;
+  const relay = {
+    refused: 0,
+    url: "",
+    cut() {
+      down = true;
+      for (const socket of open) socket.destroy();
+    },
+    mend() {
+      down = false;
+    },
+  };
+  const server = net.createServer((socket) => {
+    if (down) {
+      relay.refused++;
+      socket.destroy();
+      return;
+    }
+    const upstream = net.connect(Number(target.port), target.hostname);
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+    socket.pipe(upstream).pipe(socket);
+    socket.on("error", () => upstream.destroy());
+    upstream.on("error", () => socket.destroy());
+    upstream.on("close", () => socket.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(undefined)));
+  const address = /** @type {net.AddressInfo} */ (server.address());
+  relay.url = `http://127.0.0.1:${address.port}`;
+  return { relay, close: () => server.close() };
+}
+
+test("a catch-up that fails after a reconnect is asked again", async (t) => {
+  const { a, b, convId } = await pair("snd", "retry");
+  const { relay, close } = await apiRelay();
+  t.after(close);
+  const http = new ChatHttp(relay.url);
+  await http.login(b.username, PASSWORD);
+  // A clean start: only the catch-up can bring what was sent meanwhile.
+  const bob = await online(t, b, { http, mqttOptions: { clean: true } });
+  const errors = record(bob, "error");
+  const disconnected = bob.waitFor("disconnected");
+  const recovered = bob.waitFor("recovered");
+  relay.cut();
+  bob.dropConnection();
+  await disconnected;
+  await sendOverHttp(a, convId, 2);
+  await until(() => relay.refused > 0, "a first catch-up that fails");
+  relay.mend();
+  const { caughtUp } = await recovered;
+  assert.equal(caughtUp, 2);
+  assert.deepEqual(errors, []);
 });
 
 test("a device that was never online catches up with sync", async (t) => {
