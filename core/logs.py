@@ -53,6 +53,16 @@ class _ContextIds(logging.Filter):
         return True
 
 
+class _PipelineEcho(logging.Filter):
+    """Drops psycopg's "error ignored terminating <pipeline>" warning: it is
+    logged while the error that aborted the batch (a repeated message, a lost
+    server) is already on its way to the code that handles and logs it; alone
+    in a log it reads like a failure of its own."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
 def setup_logging(level: str, process: str, log_format: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(_ContextIds(process))
@@ -76,3 +86,6 @@ def setup_logging(level: str, process: str, log_format: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     # paho logs every packet at DEBUG through its own logger only when asked.
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    psycopg = logging.getLogger("psycopg")
+    if not any(isinstance(existing, _PipelineEcho) for existing in psycopg.filters):
+        psycopg.addFilter(_PipelineEcho())
