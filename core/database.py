@@ -31,7 +31,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import greenlet_spawn
 
-from core.db import is_sqlite, make_engine, normalise_url
+from core.db import is_sqlite, make_engine, normalise_url, postgres_connect_args
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,10 @@ class Database:
             self.engine: Engine = make_engine(url, pre_ping=False)
         else:
             self._async = create_async_engine(
-                normalise_url(url), pool_size=pool_size, max_overflow=pool_size
+                normalise_url(url),
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                connect_args=postgres_connect_args(url),
             )
             self.engine = self._async.sync_engine
 

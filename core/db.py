@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -52,7 +52,28 @@ def make_engine(
         max_overflow=pool_size,
         pool_pre_ping=pre_ping,
         pool_timeout=pool_timeout,
+        connect_args=postgres_connect_args(url),
     )
+
+
+# Every query of this system finds its rows through an index (by id, by member,
+# by conversation and seq), so a sequential scan is always a planning mistake:
+# one made from stale statistics. psycopg prepares a statement after a few runs
+# and PostgreSQL may then keep one generic plan for good; a plan made while a
+# table was nearly empty (a new database, before autovacuum's first ANALYZE, or
+# with autovacuum off) scans the whole table on every run. Measured on the
+# store statement: 0.7 ms with 50 messages stored, 5.0 ms with 50,000, and 0.65
+# ms at both sizes with sequential scans off. The setting only steers the
+# planner: a query that has no index to use still scans.
+POSTGRES_OPTIONS = "-c enable_seqscan=off"
+
+
+def postgres_connect_args(url: str) -> dict[str, str]:
+    """psycopg's connect arguments: the planner options, after any in the URL."""
+    given = make_url(url).query.get("options")
+    if isinstance(given, tuple):
+        given = " ".join(given)
+    return {"options": f"{given} {POSTGRES_OPTIONS}" if given else POSTGRES_OPTIONS}
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from functools import partial
 
+import psycopg
 from sqlalchemy import Engine
 
 from bridge import topics
@@ -31,8 +32,10 @@ from core.database import Database
 from core.db import reading
 from core.ids import is_valid_id
 from core.logs import bind_log_ids
+from core.pg_line import PgLine
 from core.ratelimit import message_limit
-from services.persistence import store
+from core.timefmt import utcnow
+from services.persistence import store, store_pg
 from services.persistence.delivery import (
     ack_for,
     count_outcome,
@@ -56,7 +59,13 @@ class PersistenceService:
         self.db = db
         self.settings = settings
         self.writer: BatchWriter[SendItem, Outcome] = BatchWriter(
-            db, self._store_batch, batch_max=settings.store_batch_max
+            self._store_batch, batch_max=settings.store_batch_max
+        )
+        # PostgreSQL: the batch writer's own connection for store_pg's statement.
+        self.line = (
+            PgLine(settings.effective_database_url)
+            if db.engine.dialect.name == "postgresql"
+            else None
         )
         # Ids of messages whose copies the broker has all accepted, written in
         # the next batch's transaction, or alone when no batch comes along.
@@ -75,7 +84,9 @@ class PersistenceService:
         self.runtime.spawn(self._redeliver_forever(), "redeliver")
 
     async def stop(self) -> None:
-        """Nothing to release: unacknowledged work is redelivered by the broker."""
+        """Unacknowledged work needs nothing: the broker delivers it again."""
+        if self.line is not None:
+            await self.line.close()
 
     # --- messages -------------------------------------------------------------------
 
@@ -134,10 +145,22 @@ class PersistenceService:
             self._delivered.extendleft(reversed(taken))
             raise
 
-    def _store_batch(self, engine: Engine, items: Sequence[SendItem]) -> list[Outcome]:
+    async def _store_batch(self, items: Sequence[SendItem]) -> list[Outcome]:
         """Store a batch, recording pending deliveries in the same transaction."""
         with self._taking_delivered() as delivered:
-            return store.store_batch(engine, items, delivered)
+            if self.line is not None and store.fast_path_applies(items):
+                now = utcnow()
+                try:
+                    ids, stored = await store_pg.store_texts_on(self.line, items, delivered, now)
+                except psycopg.IntegrityError:
+                    pass  # A re-send: nothing was written; the generic path decides.
+                else:
+                    outcomes, left_out = store.fast_outcomes(items, ids, stored, now)
+                    if left_out:
+                        decided = await self.db.run(store.decide_left_out, left_out)
+                        return store.merge_decided(outcomes, decided)
+                    return [o for o in outcomes if o is not None]
+            return await self.db.run(store.store_generic, items, delivered)
 
     def _flush_delivered(self, engine: Engine) -> None:
         with self._taking_delivered() as delivered:

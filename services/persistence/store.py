@@ -193,17 +193,31 @@ def store_batch(
 ) -> list[Outcome]:
     """Store a batch in one transaction; one outcome per item, in order.
 
-    The common case (no re-sends) takes one read: re-sends are found by the
-    unique constraint, which rolls the attempt back, and the batch is then
-    decided again with the earlier copies read first. `mark_delivered_ids` rides
-    along in the same transaction (see `mark_delivered`).
+    On PostgreSQL a batch of plain texts takes store_pg's one statement. The
+    common case (no re-sends) takes one read: re-sends are found by the unique
+    constraint, which rolls the attempt back, and the batch is then decided
+    again with the earlier copies read first. `mark_delivered_ids` rides along
+    in the same transaction (see `mark_delivered`).
     """
+    if engine.dialect.name == "postgresql" and fast_path_applies(items):
+        now = utcnow()
+        try:
+            ids, stored = store_pg.store_texts(engine, items, mark_delivered_ids, now)
+        except IntegrityError:
+            pass  # A re-send: the statement failed whole, marks included; on with them.
+        else:
+            outcomes, left_out = fast_outcomes(items, ids, stored, now)
+            if left_out:
+                return merge_decided(outcomes, decide_left_out(engine, left_out))
+            return [o for o in outcomes if o is not None]
+    return store_generic(engine, items, mark_delivered_ids)
+
+
+def store_generic(
+    engine: Engine, items: Sequence[SendItem], mark_delivered_ids: Sequence[str] = ()
+) -> list[Outcome]:
+    """`store_batch` by the path that knows every rule (media, replies, re-sends)."""
     over_limit = any(item.over_limit for item in items)
-    if not over_limit and store_pg.applies(engine, items):
-        fast = _store_texts_fast(engine, items, mark_delivered_ids)
-        if fast is not None:
-            return fast
-        # A re-send: the statement failed whole, marks included; on with them.
     try:
         # An item over the limit may be a re-send: its earlier copy must be known.
         return _store_tx(engine, items, mark_delivered_ids, look_for_copies=over_limit)
@@ -220,16 +234,18 @@ def _store_tx(
         return _store_in(conn, items, look_for_copies=look_for_copies)
 
 
-def _store_texts_fast(
-    engine: Engine, items: Sequence[SendItem], marks: Sequence[str]
-) -> list[Outcome] | None:
-    """PostgreSQL, plain texts: one round trip (store_pg.py). None: take the
-    generic path for the whole batch (a re-send; nothing was written)."""
-    now = utcnow()
-    try:
-        ids, stored = store_pg.store_texts(engine, items, marks, now)
-    except IntegrityError:
-        return None
+def fast_path_applies(items: Sequence[SendItem]) -> bool:
+    """store_pg's statement takes plain texts, none over the rate limit (such an
+    item may be a re-send, whose earlier copy must be read first)."""
+    return not any(item.over_limit for item in items) and store_pg.applies(items)
+
+
+def fast_outcomes(
+    items: Sequence[SendItem], ids: Sequence[str], stored: store_pg.Stored, now: datetime
+) -> tuple[list[Outcome | None], list[SendItem]]:
+    """The outcomes of store_pg's statement, in order; None for an item it left
+    out (not a member, or no such conversation), listed second for
+    `decide_left_out`."""
     outcomes: list[Outcome | None] = []
     left_out: list[SendItem] = []
     for item, message_id in zip(items, ids, strict=True):
@@ -251,11 +267,17 @@ def _store_texts_fast(
             created_at=to_wire(now),
         )
         outcomes.append(Stored(message, tuple(member_ids), tuple(away_ids)))
-    if left_out:
-        # Not a member, or no such conversation: the generic path says which.
-        decided = iter(_store_tx(engine, left_out, (), look_for_copies=True))
-        return [o if o is not None else next(decided) for o in outcomes]
-    return [o for o in outcomes if o is not None]
+    return outcomes, left_out
+
+
+def decide_left_out(engine: Engine, left_out: Sequence[SendItem]) -> list[Outcome]:
+    """The generic path says why the fast statement left these out."""
+    return _store_tx(engine, left_out, (), look_for_copies=True)
+
+
+def merge_decided(outcomes: Sequence[Outcome | None], decided: Sequence[Outcome]) -> list[Outcome]:
+    remaining = iter(decided)
+    return [o if o is not None else next(remaining) for o in outcomes]
 
 
 def _lock_with_members(

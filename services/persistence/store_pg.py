@@ -9,28 +9,32 @@ members and away members (store._AWAY's rule). The invariants are those of
 store.py: the row lock serialises every writer of a conversation, so seqs stay
 gap-free across instances.
 
-It declines (returns None, nothing written) when a batch holds media or
-replies, and fails as a whole on a re-send (the unique constraint): the caller
-then takes the generic path, which knows every rule. Items it leaves out (not a
-member, unknown conversation) were not written either; the generic path then
-decides them.
+It applies only to batches of plain texts (no media, no replies), and fails
+as a whole on a re-send (the unique constraint): the caller then takes the
+generic path, which knows every rule. Items it leaves out (not a member, unknown
+conversation) were not written either; the generic path then decides them.
+
+Two ways to run it, one statement: the persistence service through its own
+connection (core/pg_line.py: the hot path), the API's HTTP send through
+SQLAlchemy's engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from core.ids import new_id
+from core.pg_line import PgLine
 
-_STORE_TEXTS = text("""
+STORE_TEXTS: LiteralString = """
 WITH want AS (
     SELECT * FROM unnest(
-        CAST(:ids AS text[]), CAST(:conv_ids AS text[]), CAST(:sender_ids AS text[]),
-        CAST(:texts AS text[]), CAST(:client_ids AS text[]), CAST(:ords AS int[])
+        CAST(%(ids)s AS text[]), CAST(%(conv_ids)s AS text[]), CAST(%(sender_ids)s AS text[]),
+        CAST(%(texts)s AS text[]), CAST(%(client_ids)s AS text[]), CAST(%(ords)s AS int[])
     ) AS w(id, conv_id, sender_id, text, client_msg_id, ord)
 ),
 allowed AS (
@@ -49,7 +53,7 @@ locked AS (
 ),
 bumped AS (
     UPDATE conversation c
-    SET last_seq = l.last_seq + counts.n, last_message_at = :now
+    SET last_seq = l.last_seq + counts.n, last_message_at = %(now)s
     FROM locked l JOIN counts ON counts.conv_id = l.id
     WHERE c.id = l.id
     RETURNING c.id, l.last_seq AS base
@@ -58,12 +62,12 @@ inserted AS (
     INSERT INTO message (id, conv_id, seq, sender_id, kind, text, media_id, reply_to,
                          client_msg_id, created_at, delivered)
     SELECT a.id, a.conv_id, b.base + a.k, a.sender_id, 'text', a.text, NULL, NULL,
-           a.client_msg_id, :now, false
+           a.client_msg_id, %(now)s, false
     FROM allowed a JOIN bumped b ON b.id = a.conv_id
     RETURNING id, conv_id, seq
 ),
 marked AS (
-    UPDATE message SET delivered = true WHERE id = ANY(CAST(:marks AS text[]))
+    UPDATE message SET delivered = true WHERE id = ANY(CAST(%(marks)s AS text[]))
 )
 SELECT i.id, i.seq,
        ARRAY(SELECT mb.user_id FROM member mb WHERE mb.conv_id = i.conv_id) AS member_ids,
@@ -76,24 +80,24 @@ SELECT i.id, i.seq,
                              AND d.revoked_at IS NULL AND d.online)
        ) AS away_ids
 FROM inserted i
-""")
+"""
+
+Stored = dict[str, tuple[int, list[str], list[str]]]
+"""{message id: (seq, member ids, away member ids)} for the items stored."""
 
 
-def applies(engine: Engine, items: Sequence[Any]) -> bool:
-    return engine.dialect.name == "postgresql" and all(
+def applies(items: Sequence[Any]) -> bool:
+    return all(
         item.body.kind == "text" and item.body.media_id is None and item.body.reply_to is None
         for item in items
     )
 
 
-def store_texts(
-    engine: Engine, items: Sequence[Any], marks: Sequence[str], now: datetime
-) -> tuple[list[str], dict[str, tuple[int, list[str], list[str]]]]:
-    """Write what can be written; returns the ids given to the items, in order,
-    and {id: (seq, member ids, away member ids)} for those stored. Raises IntegrityError on a
-    re-send (nothing written)."""
+def params_for(
+    items: Sequence[Any], marks: Sequence[str], now: datetime
+) -> tuple[list[str], dict[str, Any]]:
     ids = [new_id("m_") for _ in items]
-    params = {
+    return ids, {
         "ids": ids,
         "conv_ids": [item.conv_id for item in items],
         "sender_ids": [item.sender_id for item in items],
@@ -103,7 +107,28 @@ def store_texts(
         "marks": list(marks),
         "now": now,
     }
+
+
+def _stored(rows: Sequence[Any]) -> Stored:
+    return {row[0]: (row[1], list(row[2]), list(row[3])) for row in rows}
+
+
+def store_texts(
+    engine: Engine, items: Sequence[Any], marks: Sequence[str], now: datetime
+) -> tuple[list[str], Stored]:
+    """Write what can be written; returns the ids given to the items, in order,
+    and what was stored. Raises IntegrityError on a re-send (nothing written)."""
+    ids, params = params_for(items, marks, now)
     with engine.connect() as conn:
         conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        rows = conn.execute(_STORE_TEXTS, params).all()
-    return ids, {row.id: (row.seq, list(row.member_ids), list(row.away_ids)) for row in rows}
+        rows = conn.exec_driver_sql(STORE_TEXTS, params).all()
+    return ids, _stored(rows)
+
+
+async def store_texts_on(
+    line: PgLine, items: Sequence[Any], marks: Sequence[str], now: datetime
+) -> tuple[list[str], Stored]:
+    """`store_texts` on a connection of its own. Raises psycopg's
+    IntegrityError on a re-send (nothing written)."""
+    ids, params = params_for(items, marks, now)
+    return ids, _stored(await line.fetch_all(STORE_TEXTS, params))

@@ -3,8 +3,9 @@
 `BatchWriter`: messages queue in arrival order and are stored a batch per
 transaction, one batch at a time, so items of a conversation keep their order;
 while a batch is in the database the next one fills up. At low rates a batch is
-one message and adds no wait. The batch runs through `core.database.Database`
-(on the event loop's thread; retried while the database is unavailable).
+one message and adds no wait. The store function is the caller's (on
+PostgreSQL's fast path a statement on a connection of its own, otherwise
+through `core.database.Database`); it waits out database outages itself.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from sqlalchemy import Engine
-
 from core import metrics
-from core.database import Database
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +27,10 @@ ResultT = TypeVar("ResultT")
 class BatchWriter(Generic[ItemT, ResultT]):
     def __init__(
         self,
-        db: Database,
-        store: Callable[[Engine, Sequence[ItemT]], list[ResultT]],
+        store: Callable[[Sequence[ItemT]], Awaitable[list[ResultT]]],
         *,
         batch_max: int,
     ) -> None:
-        self._db = db
         self._store = store
         self._batch_max = batch_max
         self._queue: list[tuple[ItemT, asyncio.Future[ResultT]]] = []
@@ -61,7 +57,7 @@ class BatchWriter(Generic[ItemT, ResultT]):
         items = [item for item, _ in batch]
         started = time.perf_counter()
         try:
-            outcomes = await self._db.run(self._store, items)
+            outcomes = await self._store(items)
         except Exception as exc:
             # Not an outage (those are retried above): a bug or a constraint we
             # did not foresee. Each caller gets the error and logs it.
