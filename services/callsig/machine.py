@@ -239,11 +239,16 @@ def invite(engine: Engine, request: InviteRequest) -> Effects:
     if engine.dialect.name == "postgresql":
         names = invite_pg.try_ring(engine, request)
         if names is not None:
-            return _rang(request, *names)
+            return rang(request, *names)
+    return invite_in_transaction(engine, request)
+
+
+def invite_in_transaction(engine: Engine, request: InviteRequest) -> Effects:
+    """The invite by the general transaction, which knows every rule."""
     return transaction(engine, lambda conn: _invite(conn, request))
 
 
-def _rang(rq: InviteRequest, caller_name: str, callee_name: str) -> Effects:
+def rang(rq: InviteRequest, caller_name: str, callee_name: str) -> Effects:
     fx = Effects()
     call = CallView(
         rq.call_id, Party(rq.caller_id, caller_name), Party(rq.callee_id, callee_name), rq.media

@@ -46,8 +46,9 @@ from core.config import Settings
 from core.database import Database
 from core.ids import is_valid_id
 from core.logs import bind_log_ids
+from core.pg_line import PgLine
 from core.timefmt import to_wire, utcnow
-from services.callsig import livekit_events, machine
+from services.callsig import invite_pg, livekit_events, machine
 from services.callsig.livekit_server import LiveKitServer, LiveKitUnavailable
 from services.callsig.machine import CallView, Effects, InviteRequest, Notice, PushEvent, Refusal
 from services.callsig.tokens import TokenMinter
@@ -80,6 +81,12 @@ class CallSignaling:
         self.livekit = livekit
         self.mqtt = runtime.mqtt
         self.db = db
+        # PostgreSQL: the common invite's one statement, on a connection of its own.
+        self.line = (
+            PgLine(settings.effective_database_url)
+            if db.engine.dialect.name == "postgresql"
+            else None
+        )
         self.settings = settings
         self.minter = minter
         self.ring_timeout = timedelta(seconds=settings.call_ring_timeout_seconds)
@@ -99,6 +106,8 @@ class CallSignaling:
     async def stop(self) -> None:
         stop_scheduler(self.scheduler)
         await self.livekit.close()
+        if self.line is not None:
+            await self.line.close()
 
     # --- actions -------------------------------------------------------------------------
 
@@ -126,7 +135,7 @@ class CallSignaling:
                 request = InviteRequest(
                     up.call_id, up.user_id, invite.to, invite.media, now, self.ring_timeout
                 )
-                return await self.db.run(machine.invite, request)
+                return await self._invite(request)
             case CallAction.ACCEPT:
                 accept = decode(AcceptUp, payload)
                 return await self.db.run(
@@ -148,6 +157,14 @@ class CallSignaling:
                     self.settings.recording_enabled,
                 )
         raise AssertionError(f"unhandled call action {up.action}")
+
+    async def _invite(self, request: InviteRequest) -> Effects:
+        if self.line is None:
+            return await self.db.run(machine.invite, request)
+        names = await invite_pg.try_ring_on(self.line, request)
+        if names is not None:
+            return machine.rang(request, *names)
+        return await self.db.run(machine.invite_in_transaction, request)
 
     async def on_webhook(self, message: Inbound) -> None:
         """A LiveKit webhook, verified by the API (only services publish here)."""

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from chatclient import (
@@ -166,6 +167,29 @@ async def test_broker_restart_mid_stream_loses_nothing(own_stack: Callable[[int]
         # The API reconnected too: it can provision a device again.
         await http.register(f"late_{secrets.token_hex(4)}", "correct horse", "Late")
         assert (await http.create_device("ios")).device_id
+
+
+async def test_database_dropping_every_connection_mid_stream_loses_nothing(
+    own_stack: Callable[[int], Stack], db_kind: str
+) -> None:
+    """PostgreSQL ends every session of the system's database (as a failover or
+    an administrator would): the persistence service's connections, its own
+    store line included, reconnect and the stream is stored exactly once."""
+    if db_kind != "postgresql":
+        pytest.skip("SQLite has no connections to drop; runs in the PostgreSQL leg")
+    stack = own_stack(1)
+    database = stack.config.database_url.rsplit("/", 1)[1]
+
+    def drop_connections() -> None:
+        with psycopg.connect(stack.config.database_url, autocommit=True) as admin:
+            ended = admin.execute(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))"
+                " FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (database,),
+            ).fetchone()
+        assert ended is not None and ended[0] > 0
+
+    await stream_with_fault(stack, drop_connections)
 
 
 async def test_committed_but_undelivered_is_delivered_by_the_outbox_sweep(
