@@ -20,9 +20,12 @@ class WireModel(BaseModel):
 
 
 def _encodable(value: str) -> str:
-    # JSON may carry lone surrogates ("\ud800"), which are not UTF-8: refuse them
-    # here rather than fail later while publishing.
+    # JSON may carry lone surrogates ("\ud800"), which are not UTF-8, and NUL
+    # ("\u0000"), which PostgreSQL's text cannot hold: refuse both here rather
+    # than fail later while storing or publishing (a NUL failed its whole batch).
     value.encode("utf-8")
+    if "\x00" in value:
+        raise ValueError("text contains a NUL character")
     return value
 
 

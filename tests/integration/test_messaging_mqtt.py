@@ -92,6 +92,7 @@ BAD_PAYLOADS = [
         "too_large",
     ),
     (b'{"client_msg_id": "b8", "kind": "text", "text": "\\ud800"}', "b8", "invalid_payload"),
+    (b'{"client_msg_id": "b9", "kind": "text", "text": "a\\u0000b"}', "b9", "invalid_payload"),
     (b"x" * (70 * 1024), None, "too_large"),
 ]
 

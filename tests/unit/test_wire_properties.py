@@ -32,8 +32,8 @@ SEND_FIELDS = frozenset(SendMessage.model_fields)
 MEDIA_KINDS = ("image", "audio", "file")
 CODES = frozenset({"invalid_payload", "too_large"})
 WHITESPACE = "".join(ch for ch in map(chr, range(sys.maxunicode + 1)) if ch.isspace())
-# Every code point that is UTF-8 encodable (no lone surrogates).
-ENCODABLE = st.characters(exclude_categories=["Cs"])
+# Every code point a text may hold: UTF-8 encodable (no lone surrogates), not NUL.
+ENCODABLE = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
 
 # --- strategies -----------------------------------------------------------------------
 
@@ -376,6 +376,14 @@ def test_any_non_utf8_bytes_are_invalid(payload: bytes) -> None:
 def test_a_lone_surrogate_in_text_is_invalid(cmid: str, surrogate: int) -> None:
     payload = _bytes({"client_msg_id": cmid, "kind": "text", "text": f"a{chr(surrogate)}b"})
     assert f"\\u{surrogate:04x}".encode() in payload
+    error = _rejects(SendMessage, payload)
+    assert (error.code, error.client_msg_id) == ("invalid_payload", cmid)
+
+
+@FAST
+@given(cmid=ids, before=st.text(alphabet=ENCODABLE), after=st.text(alphabet=ENCODABLE))
+def test_a_nul_anywhere_in_text_is_invalid(cmid: str, before: str, after: str) -> None:
+    payload = _bytes({"client_msg_id": cmid, "kind": "text", "text": f"{before}\x00{after}x"})
     error = _rejects(SendMessage, payload)
     assert (error.code, error.client_msg_id) == ("invalid_payload", cmid)
 
