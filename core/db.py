@@ -56,16 +56,20 @@ def make_engine(
     )
 
 
-# Every query of this system finds its rows through an index (by id, by member,
-# by conversation and seq), so a sequential scan is always a planning mistake:
-# one made from stale statistics. psycopg prepares a statement after a few runs
-# and PostgreSQL may then keep one generic plan for good; a plan made while a
-# table was nearly empty (a new database, before autovacuum's first ANALYZE, or
-# with autovacuum off) scans the whole table on every run. Measured on the
-# store statement: 0.7 ms with 50 messages stored, 5.0 ms with 50,000, and 0.65
-# ms at both sizes with sequential scans off. The setting only steers the
-# planner: a query that has no index to use still scans.
-POSTGRES_OPTIONS = "-c enable_seqscan=off"
+# The hot queries find their rows through an index (by id, by member, by
+# conversation and seq), so a sequential scan there is a planning mistake: one
+# made from stale statistics. psycopg prepares a statement after a few runs and
+# PostgreSQL may then keep one generic plan for good; a plan made while a table
+# was nearly empty (a new database, before autovacuum's first ANALYZE, or with
+# autovacuum off) scans the whole table on every run. Measured on the store
+# statement: 0.7 ms with 50 messages stored, 5.0 ms with 50,000, and 0.65 ms at
+# both sizes with sequential scans off. The setting only steers the planner: a
+# query with no index to serve it (the operators' list, the sweeps) still scans.
+# But it does so at a penalty cost far above `jit_above_cost`, so PostgreSQL
+# would compile every such query to machine code first: 30 ms to 1 s each,
+# measured (ticket routing went from 4 ms to 770 ms). Queries this small never
+# gain from JIT: it is off.
+POSTGRES_OPTIONS = "-c enable_seqscan=off -c jit=off"
 
 
 def postgres_connect_args(url: str) -> dict[str, str]:

@@ -118,3 +118,18 @@ def test_without_the_planner_options_the_same_plan_scans_the_messages(postgres_u
     """The check above can fail: PostgreSQL's defaults scan the grown table."""
     scans = _scans_after_growth(postgres_url, "")
     assert scans["message"] > 0
+
+
+def test_a_query_that_must_scan_is_not_compiled(postgres_url: str) -> None:
+    """With sequential scans priced out, a query that has no index to use looks
+    costly enough for JIT compilation, which takes longer than the query: the
+    system's connections never compile."""
+    options = postgres_connect_args(postgres_url)["options"]
+    with psycopg.connect(libpq_conninfo(postgres_url), autocommit=True, options=options) as conn:
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) SELECT user_id, connected FROM operator"
+        ).fetchone()
+    assert row is not None
+    (plan,) = row[0]
+    assert plan["Plan"]["Node Type"] == "Seq Scan"
+    assert "JIT" not in plan
