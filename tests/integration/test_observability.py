@@ -74,15 +74,17 @@ async def test_services_publish_their_figures_for_broker_tools(watched: Stack) -
         assert (await wait_for(s, "/ack", client_msg_id="k1"))["status"] == "stored"
         topic = topics.service_metrics("persistence", "1")
         assert await watch.subscribe([(topic, 0)]) == [0]
+        handled = f"chat_mqtt_handled_total{{route={topics.conv_up_filter(UpKind.MSG)}}}"
         figures: dict[str, float] = {}
         # Retained: the latest arrives at once; later ones follow the period.
+        # The ack goes out before the handler returns, so a snapshot taken in
+        # between counts the send but not yet the handled message: wait for both.
         for _ in range(20):
             figures = json.loads((await watch.next_message(5)).payload)
-            if figures.get("chat_sends_total{outcome=stored}", 0) >= 1:
+            if figures.get("chat_sends_total{outcome=stored}", 0) >= 1 and handled in figures:
                 break
         assert figures["chat_sends_total{outcome=stored}"] >= 1
         assert figures["chat_mqtt_connected"] == 1
-        handled = f"chat_mqtt_handled_total{{route={topics.conv_up_filter(UpKind.MSG)}}}"
         assert figures[handled] >= 1
         assert figures["chat_store_batch_seconds_count"] >= 1
 
