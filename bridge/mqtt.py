@@ -255,7 +255,8 @@ class AsyncMqtt:
         self._client.on_socket_open = self._on_socket_open
         self._client.on_socket_close = self._on_socket_close
         self._client.on_socket_register_write = self._on_register_write
-        self._client.on_socket_unregister_write = self._on_unregister_write
+        # No unregister callback: paho's queue being empty does not mean ours is;
+        # the writer is removed once both are (`_writable`).
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -500,34 +501,32 @@ class AsyncMqtt:
             self._require_loop().call_soon(self._write_now)
 
     def _write_now(self) -> None:
-        """Hand paho's queued packets to the buffer and send them in one call;
-        wait for the socket only if it cannot take everything.
+        """Send paho's queued packets in one call; wait for the socket only if
+        it cannot take everything.
 
         The usual case needs no writer registered at all: two epoll_ctl calls
         and a loop turn fewer per burst of publishes."""
         self._write_scheduled = False
-        current = self._client._sock
-        if not isinstance(current, _BufferedSocket) or self._watching_write is current:
+        sock = self._client._sock
+        if not isinstance(sock, _BufferedSocket) or self._watching_write is sock:
             return  # not connected, or waiting for the socket already
-        sock: _BufferedSocket = current
-        if self._client._out_packet and sock.unsent() < sock.LIMIT:
-            self._client.loop_write()
-            if self._client._sock is not sock:
-                return  # paho closed it (a DISCONNECT went out)
-        if not self._flush(sock) or self._client._out_packet:
+        if not self._drain(sock):
             self._watching_write = sock
             with contextlib.suppress(ValueError, OSError):
                 self._require_loop().add_writer(sock, self._writable, sock)
 
     def _writable(self, sock: _BufferedSocket) -> None:
-        if not self._flush(sock):
-            return
-        if self._client._sock is sock and self._client._out_packet:
-            self._client.loop_write()
-            if self._client._sock is not sock or not self._flush(sock):
-                return
-        if not self._client._out_packet:
+        if self._drain(sock):
             self._unwatch_write(sock)
+
+    def _drain(self, sock: _BufferedSocket) -> bool:
+        """Hand paho's packets to the buffer (while it has room) and send it;
+        True when nothing is left to write on this socket."""
+        if self._client._out_packet and sock.unsent() < sock.LIMIT:
+            self._client.loop_write()
+            if self._client._sock is not sock:
+                return True  # paho closed it (a DISCONNECT went out)
+        return self._flush(sock) and not self._client._out_packet
 
     def _flush(self, sock: _BufferedSocket) -> bool:
         try:
@@ -539,11 +538,6 @@ class AsyncMqtt:
             with contextlib.suppress(OSError):
                 _raw_socket(sock).shutdown(socket.SHUT_RDWR)
             return False
-
-    def _on_unregister_write(self, _c: paho.Client, _u: Any, _sock: Any) -> None:
-        # paho says so when its own queue is empty; ours may not be: the writer
-        # is removed by `_writable` once both are.
-        pass
 
     def _unwatch_write(self, sock: Any) -> None:
         if self._watching_write is sock:
