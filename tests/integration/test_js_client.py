@@ -88,7 +88,9 @@ def _create_supervisor(stack: Stack) -> tuple[str, str]:
     password = secrets.token_urlsafe(16)
     command = [sys.executable, "-m", "tools.admin", "create-operator", "--supervisor"]
     command += ["--username", username, "--display-name", "JS Supervisor"]
-    command += ["--password", password]
+    # One argument: a generated password may start with "-", which argparse
+    # would take for an option if it came as a separate word.
+    command += [f"--password={password}"]
     done = subprocess.run(
         command,
         cwd=PROJECT_DIR,
