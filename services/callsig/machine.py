@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bridge.wire.calls import CallEventName, CallMedia, ErrorReason, RecordingStatus
 from core.db import reading
-from services.callsig import invite_pg
+from services.callsig import invite_pg, invite_sqlite
 from services.callsig import statements as sql
 
 LIVE = ("ringing", "active")
@@ -236,10 +236,12 @@ class InviteRequest:
 
 
 def invite(engine: Engine, request: InviteRequest) -> Effects:
-    if engine.dialect.name == "postgresql":
-        names = invite_pg.try_ring(engine, request)
-        if names is not None:
-            return rang(request, *names)
+    """The common case in one statement (one short transaction on SQLite),
+    anything else by the general transaction."""
+    fast = invite_pg if engine.dialect.name == "postgresql" else invite_sqlite
+    names = fast.try_ring(engine, request)
+    if names is not None:
+        return rang(request, *names)
     return invite_in_transaction(engine, request)
 
 

@@ -1,6 +1,8 @@
 """The call state machine straight on the database (SQLite or PostgreSQL, by
 `--db`): glare resolves to the same call whatever the order, also when both
-invites run at once on two connections; an overdue ring frees the line."""
+invites run at once on two connections; an overdue ring frees the line; the
+common invite's fast path stores what the general transaction stores, and
+leaves every other case to it."""
 
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from core.db import make_engine, migrate
 from core.ids import new_id
 from core.models import Call, CallLine, Conversation, Member, User
 from core.timefmt import utcnow
-from services.callsig import machine
+from services.callsig import invite_pg, invite_sqlite, machine
 from services.callsig.machine import InviteRequest
 
 RING = timedelta(seconds=45)
@@ -127,3 +129,53 @@ def test_an_overdue_ringing_call_does_not_keep_the_callee_busy(engine: Engine) -
     assert _statuses(engine, "old", "new") == {"old": "missed", "new": "ringing"}
     events = {(n.user.user_id, n.call.call_id, n.event) for n in effects.notices}
     assert {(alice, "old", "ended"), (bob, "old", "missed"), (bob, "new", "incoming")} <= events
+
+
+def _fast_path(engine: Engine) -> Callable[[Engine, InviteRequest], tuple[str, str] | None]:
+    return invite_pg.try_ring if engine.dialect.name == "postgresql" else invite_sqlite.try_ring
+
+
+def test_the_fast_invite_stores_the_call_as_the_general_transaction_does(engine: Engine) -> None:
+    alice, bob, carol, dave = _users(engine, "Alice", "Bob", "Carol", "Dave")
+    _converse(engine, alice, bob)
+    _converse(engine, carol, dave)
+    now = utcnow().replace(microsecond=123456)
+    fast = InviteRequest("fast", alice, bob, "video", now, RING)
+    assert _fast_path(engine)(engine, fast) == ("Alice", "Bob")
+    machine.invite_in_transaction(engine, InviteRequest("general", carol, dave, "video", now, RING))
+
+    with Session(engine) as session:
+        by_fast, by_general = session.get(Call, "fast"), session.get(Call, "general")
+        assert by_fast is not None and by_general is not None
+        stored = by_fast.model_dump(exclude={"id", "caller_id", "callee_id", "conv_id"})
+        assert stored == by_general.model_dump(exclude={"id", "caller_id", "callee_id", "conv_id"})
+    assert (by_fast.status, by_fast.created_at.replace(tzinfo=None)) == (
+        "ringing",
+        now.replace(tzinfo=None),
+    )
+    assert by_fast.ring_deadline.replace(tzinfo=None) == (now + RING).replace(tzinfo=None)
+    assert _lines(engine) == {alice: "fast", bob: "fast", carol: "general", dave: "general"}
+
+
+def test_the_fast_invite_leaves_every_other_case_to_the_general_transaction(
+    engine: Engine,
+) -> None:
+    alice, bob, carol, stranger = _users(engine, "Alice", "Bob", "Carol", "Stranger")
+    _converse(engine, alice, bob, carol)
+    fast = _fast_path(engine)
+    assert fast(engine, InviteRequest("first", alice, bob, "audio", utcnow(), RING)) is not None
+    declined = {
+        "busy callee": InviteRequest("busy", carol, bob, "audio", utcnow(), RING),
+        "repeated id": InviteRequest("first", carol, alice, "audio", utcnow(), RING),
+        "no shared conversation": InviteRequest("lone", carol, stranger, "audio", utcnow(), RING),
+        "unknown callee": InviteRequest("ghost", carol, "u_nobody", "audio", utcnow(), RING),
+        "self call": InviteRequest("self", carol, carol, "audio", utcnow(), RING),
+    }
+    for case, request in declined.items():
+        assert fast(engine, request) is None, case
+    # Nothing was written, and the connections it used are clean: the general
+    # transaction runs on them and decides.
+    assert _statuses(engine, "first", "busy", "lone", "ghost", "self") == {"first": "ringing"}
+    effects = machine.invite(engine, InviteRequest("busy", carol, bob, "audio", utcnow(), RING))
+    assert [(n.user.user_id, n.event) for n in effects.notices] == [(carol, "busy")]
+    assert _statuses(engine, "busy") == {"busy": "busy"}
