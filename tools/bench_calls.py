@@ -145,8 +145,8 @@ async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) 
     accounts = stack.config.accounts
     run = secrets.token_hex(4)
     topic = f"svc/bench/{run}/ping"  # bench-only, no part of the contract
-    port = stack.config.ws_port if rate is None else stack.config.gateway_port
-    endpoint = Endpoint("127.0.0.1", port or stack.config.ws_port, "websockets")
+    gateway = stack.config.gateway_port if rate is not None else None
+    endpoint = Endpoint("127.0.0.1", gateway or stack.config.ws_port, "websockets")
     latencies: list[float] = []
 
     def connection(role: str) -> AsyncMqtt:
@@ -173,7 +173,7 @@ async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) 
                 latencies.append((time.perf_counter() - sent) * 1000)
     if rate is None:
         return CallFigures("raw hop (ws, one in flight)", latencies, count)
-    via = "gateway" if stack.config.gateway_port else "broker ws"
+    via = "gateway" if gateway else "broker ws"
     return CallFigures(f"raw hop paced, {via}, {rate:.0f}/s", latencies, count)
 
 
@@ -187,8 +187,7 @@ def run_calls(
             if not figures:
                 figures.append(asyncio.run(measure_raw_ping(stack, calls)))
                 for rate in rates:
-                    paced = asyncio.run(measure_raw_ping(stack, PACED_PINGS, rate))
-                    figures.append(paced)
+                    figures.append(asyncio.run(measure_raw_ping(stack, PACED_PINGS, rate)))
             for rate in rates:
                 figures.append(asyncio.run(measure_calls(stack, kind, calls, pairs, rate)))
                 print("  " + figures[-1].label, flush=True)
