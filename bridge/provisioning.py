@@ -8,7 +8,6 @@ never mix. Deleting a client makes the broker drop its open connections at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -62,8 +61,9 @@ class Provisioner:
     async def stop(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # gather, not suppress(CancelledError): a cancellation of stop() itself
+            # must go on up.
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     async def _read_responses(self) -> None:
         async for message in self._mqtt.messages():

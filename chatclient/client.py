@@ -227,9 +227,9 @@ class ChatClient:
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Not `await task` under suppress(CancelledError): that would also swallow
+        # a cancellation of this coroutine itself, which then carries on.
+        await asyncio.gather(*tasks, return_exceptions=True)
         if mqtt is None:
             return
         if graceful and mqtt.connected.is_set():
