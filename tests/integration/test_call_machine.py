@@ -1,8 +1,8 @@
 """The call state machine straight on the database (SQLite or PostgreSQL, by
 `--db`): glare resolves to the same call whatever the order, also when both
 invites run at once on two connections; an overdue ring frees the line; the
-common invite's fast path stores what the general transaction stores, and
-leaves every other case to it."""
+common invite's fast path stores what the general transaction stores, files it
+under the same conversation, and leaves every other case to it."""
 
 from __future__ import annotations
 
@@ -40,9 +40,10 @@ def _users(engine: Engine, *names: str) -> list[str]:
     return ids
 
 
-def _converse(engine: Engine, *user_ids: str) -> None:
+def _converse(engine: Engine, *user_ids: str, conv_id: str | None = None) -> None:
     with Session(engine) as session:
-        conv = Conversation(id=new_id("c_"), kind="direct" if len(user_ids) == 2 else "group")
+        kind = "direct" if len(user_ids) == 2 else "group"
+        conv = Conversation(id=conv_id or new_id("c_"), kind=kind)
         session.add(conv)
         session.flush()
         for user_id in user_ids:
@@ -179,3 +180,31 @@ def test_the_fast_invite_leaves_every_other_case_to_the_general_transaction(
     effects = machine.invite(engine, InviteRequest("busy", carol, bob, "audio", utcnow(), RING))
     assert [(n.user.user_id, n.event) for n in effects.notices] == [(carol, "busy")]
     assert _statuses(engine, "busy") == {"busy": "busy"}
+
+
+def test_both_invite_paths_file_the_call_under_the_same_shared_conversation(
+    engine: Engine,
+) -> None:
+    """The rule lives in three queries (statements.INVITE_FACTS, invite_pg,
+    invite_sqlite): the direct conversation first, else the smallest id."""
+    chosen: dict[str, dict[str, str | None]] = {"fast": {}, "general": {}}
+    for path in chosen:
+        a, b, c, d = _users(engine, "A", "B", "C", "D")
+        groups = [f"c_{path}_group_{n}" for n in (1, 2)]  # ids smaller than the direct one's
+        _converse(engine, a, b, c, conv_id=groups[1])
+        _converse(engine, a, b, d, conv_id=groups[0])
+        _converse(engine, a, b, conv_id=f"c_{path}_zdirect")
+        _converse(engine, c, d, a, conv_id=groups[1] + "_x")
+        _converse(engine, c, d, b, conv_id=groups[0] + "_x")
+        for call_id, caller, callee in ((f"{path}-ab", a, b), (f"{path}-cd", c, d)):
+            request = InviteRequest(call_id, caller, callee, "audio", utcnow(), RING)
+            if path == "fast":
+                assert _fast_path(engine)(engine, request) is not None
+            else:
+                machine.invite_in_transaction(engine, request)
+            with Session(engine) as session:
+                call = session.get(Call, call_id)
+                assert call is not None
+                chosen[path][call_id.split("-")[1]] = call.conv_id
+    assert chosen["fast"] == {"ab": "c_fast_zdirect", "cd": "c_fast_group_1_x"}
+    assert chosen["general"] == {"ab": "c_general_zdirect", "cd": "c_general_group_1_x"}
