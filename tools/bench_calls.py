@@ -11,6 +11,11 @@ through the devices' gateway, as the calls go. Paced is the fair floor: every
 process in the path is idle between calls, and on a virtual machine an idle
 process's code and data leave the processor's caches (measured here: a SQLite
 invite took 0.3 ms back to back and 1.3 ms after 20 ms idle).
+
+Between the two, the floor of a service in the path (tools/bench_floor.py): a
+ping through a service on the project's own runtime that only answers, and one
+that first commits one row to the database. The same hops and pacing as a call,
+so invite → `incoming` minus the second is what call signaling itself costs.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import asyncio
 import contextlib
 import json
 import secrets
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -27,13 +35,15 @@ import httpx
 from bridge import topics
 from bridge.mqtt import AsyncMqtt, Endpoint
 from bridge.topics import CallAction
+from core.timefmt import to_wire, utcnow
+from tools import bench_floor
 from tools.bench_support import (
     device_connection,
     percentile,
     register_with_device,
     running_stack,
 )
-from tools.stack import Stack
+from tools.stack import PROJECT_DIR, Stack
 
 # The old app polled for calls every 3 s (1.5 s mean wait); its plan called 50 ms instant.
 ANCHOR_POLL_MEAN_MS = 1500.0
@@ -98,10 +108,15 @@ async def _caller_loop(
         call_id = secrets.token_urlsafe(9)
         invite = json.dumps({"to": callee.user_id, "media": "audio"}).encode()
         sent = time.perf_counter()
-        caller.client.publish(topics.call_up(call_id, CallAction.INVITE, caller.user_id), invite)
+        acked = caller.client.publish(
+            topics.call_up(call_id, CallAction.INVITE, caller.user_id), invite
+        )
         out.append((await _next_event(callee, call_id, "incoming") - sent) * 1000)
-        caller.client.publish(topics.call_up(call_id, CallAction.HANGUP, caller.user_id), b"{}")
+        await acked  # after the timing: left pending, closing would fail it
+        hangup = topics.call_up(call_id, CallAction.HANGUP, caller.user_id)
+        acked = caller.client.publish(hangup, b"{}")
         await _next_event(callee, call_id, "cancelled")
+        await acked
 
 
 async def measure_calls(
@@ -167,14 +182,72 @@ async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) 
                 next_start += 1 / rate
                 await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
             sent = time.perf_counter()
-            publisher.publish(topic, b'{"ping": true}')
+            acked = publisher.publish(topic, b'{"ping": true}')
             await subscriber.next_message(10)
             if index >= 20:  # the first ones warm the connections
                 latencies.append((time.perf_counter() - sent) * 1000)
+            await acked  # after the timing: left pending, closing would fail it
     if rate is None:
         return CallFigures("raw hop (ws, one in flight)", latencies, count)
     via = "gateway" if gateway else "broker ws"
     return CallFigures(f"raw hop paced, {via}, {rate:.0f}/s", latencies, count)
+
+
+@contextlib.contextmanager
+def floor_service(stack: Stack, store: bool) -> Iterator[None]:
+    """tools/bench_floor.py running against this stack, until the block ends."""
+    log = (stack.log_dir / "bench_floor.log").open("ab")
+    started = to_wire(utcnow())
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tools.bench_floor"],
+        cwd=PROJECT_DIR,
+        env={**stack.env(), "BENCH_FLOOR_STORE": "1" if store else "0"},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        stack.wait_online(bench_floor.SERVICE, "1", since=started, process=process)
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+async def measure_floor(
+    stack: Stack, rate: float, stored_in: str | None, count: int = PACED_PINGS
+) -> CallFigures:
+    """A ping through the floor service, paced and through the gateway as the calls go."""
+    assert stack.config.gateway_port is not None
+    accounts = stack.config.accounts
+    run = secrets.token_hex(4)
+    endpoint = Endpoint("127.0.0.1", stack.config.gateway_port, "websockets")
+    latencies: list[float] = []
+
+    def connection(role: str) -> AsyncMqtt:
+        return AsyncMqtt(
+            endpoint,
+            client_id=f"bench-floor-{role}-{run}",
+            username=accounts.service_username,
+            password=accounts.service_password,
+            clean_start=True,
+            session_expiry=0,
+        )
+
+    async with connection("pub") as publisher, connection("sub") as subscriber:
+        await subscriber.subscribe([(bench_floor.answer_topic(run), 1)])
+        next_start = time.perf_counter()
+        for index in range(count + 20):
+            next_start += 1 / rate
+            await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
+            sent = time.perf_counter()
+            acked = publisher.publish(bench_floor.ping_topic(run), f'{{"ping": {index}}}')
+            await subscriber.next_message(10)
+            if index >= 20:  # the first ones warm the connections
+                latencies.append((time.perf_counter() - sent) * 1000)
+            await acked  # after the timing: left pending, closing would fail it
+    what = f"+ row in {stored_in}" if stored_in else "answers"
+    return CallFigures(f"floor: service {what}, {rate:.0f}/s", latencies, count)
 
 
 def run_calls(
@@ -188,6 +261,12 @@ def run_calls(
                 figures.append(asyncio.run(measure_raw_ping(stack, calls)))
                 for rate in rates:
                     figures.append(asyncio.run(measure_raw_ping(stack, PACED_PINGS, rate)))
+                with floor_service(stack, store=False):
+                    for rate in rates:
+                        figures.append(asyncio.run(measure_floor(stack, rate, None)))
+            with floor_service(stack, store=True):
+                for rate in rates:
+                    figures.append(asyncio.run(measure_floor(stack, rate, kind)))
             for rate in rates:
                 figures.append(asyncio.run(measure_calls(stack, kind, calls, pairs, rate)))
                 print("  " + figures[-1].label, flush=True)
@@ -205,6 +284,10 @@ def print_calls(figures: list[CallFigures]) -> None:
     print(
         "x raw: against the first row. Paced hops: one ping every 1/rate s through the"
         " devices' gateway, as the calls travel: the floor at that rate."
+    )
+    print(
+        "floor: the same paced ping through a service on the project's runtime that only"
+        " answers, or first commits one row (tools/bench_floor.py)."
     )
     print(f"{'anchor: old app polled calls every 3 s':<40}{ANCHOR_POLL_MEAN_MS:>9.0f}")
     print(f"{'anchor: its plan called this instant':<40}{ANCHOR_PLAN_MS:>9.0f}")
