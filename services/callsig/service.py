@@ -214,12 +214,24 @@ class CallSignaling:
         """Publish what a committed transition decided, and move the timers.
 
         Events first: they leave while the rest is done (a timer lost to a
-        crash here is found again by the sweep)."""
+        crash here is found again by the sweep). The first event is the one a
+        phone waits on (the callee's `incoming`, the callee's `cancelled`), and
+        the rest waits until the broker has acknowledged it. Why: on two cores
+        the rest of this work (the next token, the push notice, the retained
+        states, the timers) otherwise competes for a processor with the broker,
+        the gateway and the phone while they carry that event. Measured on
+        SQLite, invite → `incoming` p50 at 10 / 50 calls/s, two runs each:
+        3.41-3.44 / 2.98-3.09 ms without the wait, 3.07-3.21 / 2.78-2.85 ms
+        with it."""
         now = utcnow()
         sent = []
         for notice in effects.notices:
             sent.append(self._send_notice(notice))
             self.mqtt.flush()  # on its way before the next token is minted
+            if len(sent) == 1:
+                # Not `await sent[0]`: its failure is raised by the gather below,
+                # once everything else has been queued.
+                await asyncio.wait(sent)
         sent += [self._send_refusal(refusal) for refusal in effects.refusals]
         sent += [self._send_push(event, call, now) for event, call in effects.pushes]
         self._move_timers(effects, now)
