@@ -49,6 +49,7 @@ from tools.stack import PROJECT_DIR, Stack
 ANCHOR_POLL_MEAN_MS = 1500.0
 ANCHOR_PLAN_MS = 50.0
 PACED_PINGS = 300
+WARM_UP_PINGS = 20  # the first pings of a series warm the connections, untimed
 
 
 @dataclass(frozen=True)
@@ -153,15 +154,14 @@ async def measure_calls(
     )
 
 
-async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) -> CallFigures:
-    """The floor: one message at a time from one connection to another over
-    WebSocket; back to back on the broker's own listener, or one every
-    1/`rate` s through the devices' gateway."""
+async def _pings(
+    stack: Stack, endpoint: Endpoint, out: tuple[str, str], count: int, rate: float | None
+) -> list[float]:
+    """One message at a time, `out` = (topic published, topic it comes back on),
+    between two service-account connections on `endpoint`: back to back, or
+    one every 1/`rate` s. Returns the round trips in ms."""
     accounts = stack.config.accounts
     run = secrets.token_hex(4)
-    topic = f"svc/bench/{run}/ping"  # bench-only, no part of the contract
-    gateway = stack.config.gateway_port if rate is not None else None
-    endpoint = Endpoint("127.0.0.1", gateway or stack.config.ws_port, "websockets")
     latencies: list[float] = []
 
     def connection(role: str) -> AsyncMqtt:
@@ -174,23 +174,40 @@ async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) 
             session_expiry=0,
         )
 
+    sent_on, back_on = out
     async with connection("pub") as publisher, connection("sub") as subscriber:
-        await subscriber.subscribe([(topic, 1)])
+        await subscriber.subscribe([(back_on, 1)])
         next_start = time.perf_counter()
-        for index in range(count + 20):
+        for index in range(count + WARM_UP_PINGS):
             if rate is not None:
                 next_start += 1 / rate
                 await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
             sent = time.perf_counter()
-            acked = publisher.publish(topic, b'{"ping": true}')
+            acked = publisher.publish(sent_on, f'{{"ping": {index}}}')
             await subscriber.next_message(10)
-            if index >= 20:  # the first ones warm the connections
+            if index >= WARM_UP_PINGS:
                 latencies.append((time.perf_counter() - sent) * 1000)
             await acked  # after the timing: left pending, closing would fail it
+    return latencies
+
+
+def _gateway(stack: Stack) -> Endpoint:
+    if stack.config.gateway_port is None:
+        raise ValueError("this stack has no devices' gateway")
+    return Endpoint("127.0.0.1", stack.config.gateway_port, "websockets")
+
+
+async def measure_raw_ping(stack: Stack, count: int, rate: float | None = None) -> CallFigures:
+    """The floor: one message at a time from one connection to another over
+    WebSocket; back to back on the broker's own listener, or one every
+    1/`rate` s through the devices' gateway."""
+    topic = f"svc/bench/{secrets.token_hex(4)}/ping"  # bench-only, no part of the contract
     if rate is None:
+        endpoint = Endpoint("127.0.0.1", stack.config.ws_port, "websockets")
+        latencies = await _pings(stack, endpoint, (topic, topic), count, None)
         return CallFigures("raw hop (ws, one in flight)", latencies, count)
-    via = "gateway" if gateway else "broker ws"
-    return CallFigures(f"raw hop paced, {via}, {rate:.0f}/s", latencies, count)
+    latencies = await _pings(stack, _gateway(stack), (topic, topic), count, rate)
+    return CallFigures(f"raw hop paced, gateway, {rate:.0f}/s", latencies, count)
 
 
 @contextlib.contextmanager
@@ -218,34 +235,9 @@ async def measure_floor(
     stack: Stack, rate: float, stored_in: str | None, count: int = PACED_PINGS
 ) -> CallFigures:
     """A ping through the floor service, paced and through the gateway as the calls go."""
-    assert stack.config.gateway_port is not None
-    accounts = stack.config.accounts
     run = secrets.token_hex(4)
-    endpoint = Endpoint("127.0.0.1", stack.config.gateway_port, "websockets")
-    latencies: list[float] = []
-
-    def connection(role: str) -> AsyncMqtt:
-        return AsyncMqtt(
-            endpoint,
-            client_id=f"bench-floor-{role}-{run}",
-            username=accounts.service_username,
-            password=accounts.service_password,
-            clean_start=True,
-            session_expiry=0,
-        )
-
-    async with connection("pub") as publisher, connection("sub") as subscriber:
-        await subscriber.subscribe([(bench_floor.answer_topic(run), 1)])
-        next_start = time.perf_counter()
-        for index in range(count + 20):
-            next_start += 1 / rate
-            await asyncio.sleep(max(0.0, next_start - time.perf_counter()))
-            sent = time.perf_counter()
-            acked = publisher.publish(bench_floor.ping_topic(run), f'{{"ping": {index}}}')
-            await subscriber.next_message(10)
-            if index >= 20:  # the first ones warm the connections
-                latencies.append((time.perf_counter() - sent) * 1000)
-            await acked  # after the timing: left pending, closing would fail it
+    out = (bench_floor.ping_topic(run), bench_floor.answer_topic(run))
+    latencies = await _pings(stack, _gateway(stack), out, count, rate)
     what = f"+ row in {stored_in}" if stored_in else "answers"
     return CallFigures(f"floor: service {what}, {rate:.0f}/s", latencies, count)
 

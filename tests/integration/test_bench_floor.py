@@ -9,13 +9,12 @@ import pytest
 from sqlalchemy import text
 
 from core.db import make_engine
-from tools.bench_calls import floor_service, measure_floor
+from tools.bench_calls import WARM_UP_PINGS, floor_service, measure_floor
 from tools.stack import Stack
 
 pytestmark = pytest.mark.anyio
 
 PINGS = 40
-WARM_UP = 20  # measure_floor's first pings, answered but not timed
 
 
 def _rows(stack: Stack) -> int:
@@ -33,7 +32,7 @@ async def test_the_floor_service_answers_each_ping_after_committing_it(stack: St
         figures = await measure_floor(stack, 200, "db", count=PINGS)
     assert len(figures.latencies_ms) == PINGS
     assert all(latency > 0 for latency in figures.latencies_ms)
-    assert _rows(stack) == before + PINGS + WARM_UP
+    assert _rows(stack) == before + PINGS + WARM_UP_PINGS
     assert figures.label == "floor: service + row in db, 200/s"
 
 
