@@ -218,7 +218,7 @@ def floor_service(stack: Stack, store: bool) -> Iterator[None]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tools.bench_floor"],
         cwd=PROJECT_DIR,
-        env={**stack.env(), "BENCH_FLOOR_STORE": "1" if store else "0"},
+        env={**stack.env(), bench_floor.STORE_ENV: "1" if store else "0"},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

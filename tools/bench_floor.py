@@ -15,8 +15,8 @@ So a ping through this service, paced like the calls and through the same
 gateway, is what any service costs on that path; invite → `incoming` minus it
 is what call signaling itself costs.
 
-BENCH_FLOOR_STORE=1 turns the insert on. The table is bench-only and lives in
-the bench's throw-away database.
+BENCH_FLOOR_STORE=1 (`STORE_ENV`) turns the insert on. The table is
+bench-only and lives in the bench's throw-away database.
 """
 
 from __future__ import annotations
@@ -33,17 +33,29 @@ from core.pg_line import PgLine
 from services.runner import run
 
 SERVICE = "bench_floor"
+STORE_ENV = "BENCH_FLOOR_STORE"  # "1": commit a row before each answer
+
+
+def storing() -> bool:
+    return os.environ.get(STORE_ENV) == "1"
+
+
 # Bench-only topics, deliberately not in bridge/topics.py: no part of the
 # contract. The service role may publish and subscribe anywhere.
-PING_FILTER = "svc/bench/+/floor"
-
-
 def ping_topic(run_id: str) -> str:
     return f"svc/bench/{run_id}/floor"
 
 
 def answer_topic(run_id: str) -> str:
     return f"svc/bench/{run_id}/floor_answer"
+
+
+def run_of(topic: str) -> str:
+    """The run id in a `ping_topic`."""
+    return topic.split("/")[2]
+
+
+PING_FILTER = ping_topic("+")
 
 
 _CREATE = "CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"
@@ -56,7 +68,7 @@ class FloorService:
     def __init__(self, runtime: ServiceRuntime, db: Database, settings: Settings) -> None:
         self.runtime = runtime
         self.db = db
-        self.store = os.environ.get("BENCH_FLOOR_STORE") == "1"
+        self.store = storing()
         self.line = (
             PgLine(settings.effective_database_url)
             if db.engine.dialect.name == "postgresql"
@@ -67,8 +79,7 @@ class FloorService:
     async def on_ping(self, message: Inbound) -> None:
         if self.store:
             await self._insert(message.payload.decode())
-        run_id = message.topic.split("/")[2]
-        self.runtime.mqtt.publish(answer_topic(run_id), message.payload)
+        self.runtime.mqtt.publish(answer_topic(run_of(message.topic)), message.payload)
         self.runtime.mqtt.flush()
 
     async def _insert(self, body: str) -> None:
@@ -100,6 +111,6 @@ def create_table(url: str) -> None:
 
 
 if __name__ == "__main__":
-    if os.environ.get("BENCH_FLOOR_STORE") == "1":
+    if storing():
         create_table(get_settings().effective_database_url)
     run(SERVICE, FloorService)
